@@ -1,0 +1,1 @@
+"""Hydra configuration: locating ``conf/``, checking it, and building objects from it."""

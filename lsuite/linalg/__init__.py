@@ -1,0 +1,1 @@
+"""Matrix-free linear algebra on matvec callables."""

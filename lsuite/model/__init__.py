@@ -1,0 +1,1 @@
+"""Networks (plain ``nn.Module``s) and the Lightning module that trains them."""

@@ -1,0 +1,264 @@
+"""The Hessian of the mean probe loss as a matrix-free operator on flattened parameters.
+
+Engines (``engine=``), all exact to rounding:
+
+- ``"reuse"`` (default): one forward and one ``create_graph`` backward over every local batch
+  build the gradient graph once; each product is then a single double backward
+  ``torch.autograd.grad(grads, params, v, retain_graph=True)``, and `HessianOperator.matmat`
+  multiplies a block of vectors in one call with ``is_grads_batched=True``. Memory: the graph of
+  every local batch is kept alive for the operator's lifetime.
+- ``"recompute"``: rebuilds the graph of each batch for every product (forward, ``create_graph``
+  backward, double backward) and frees it; memory of one batch's graph, about twice the time.
+- ``"forward_over_reverse"``: ``torch.func.jvp`` of ``torch.func.grad`` per batch, ``vmap`` over
+  the rows of `HessianOperator.matmat`; nothing is kept between products.
+
+Choice of the default, measured by ``scripts/bench_hessian.py`` on the project's CPU machine
+(torch 2.13, 2 threads; one product in units of one forward + backward of the same batch):
+``reuse`` costs 1.3-1.5 gradients per product on the digits MLP and 1.9-2.4 on ResNet-20 with
+BatchNorm, ``recompute`` 2.8-3.3 and 3.4-3.6, ``forward_over_reverse`` 4.1-6.3 and 3.5-4.1; batched
+``matmat`` with ``reuse`` costs 0.25-0.6 gradients per vector on the MLP (blocks of 8-32) and
+about the same per vector as single products on the ResNet. ``reuse`` is therefore the default on
+CPU. No GPU was available to measure; the same graph reuse is what PyHessian does on GPU, and
+``forward_over_reverse`` is the engine to try there when memory for the kept graphs is short.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Literal
+
+import torch
+from torch import Tensor
+from torch.func import grad, jvp, vmap
+
+from lsuite.errors import require
+from lsuite.functional.params import Params, clone, flatten, numel, unflatten
+from lsuite.probes.data_source import DataSource
+from lsuite.probes.point import ModelPoint
+
+Engine = Literal["reuse", "recompute", "forward_over_reverse"]
+
+_ENGINES = ("reuse", "recompute", "forward_over_reverse")
+
+
+class HessianOperator:
+    """The Hessian ``H`` of the mean probe loss w.r.t. the (selected) trainable parameters.
+
+    The loss is the sample-weighted mean over every probe batch of every rank,
+    ``L = sum_b (n_b / N) L_b``; every product is summed across ranks with ``source.sum``, so all
+    ranks hold the same result. Vectors are flattened in the key order of ``point.params``
+    (restricted to ``param_names``), ``P`` entries; parameters not selected are held fixed. The
+    point itself is never modified (BatchNorm updates in ``bn_mode="train"`` land on a copy).
+
+    Args:
+        point: the frozen model.
+        source: the probe batches of this rank.
+        param_names: parameters spanning the Hessian, a subset of ``point.params``; all when None.
+        engine: how products are computed: ``"reuse"`` (default), ``"recompute"`` or
+            ``"forward_over_reverse"`` (see the module docstring for costs).
+
+    Attributes:
+        size: number of entries ``P`` of a vector.
+        dtype: dtype of vectors (that of the parameters).
+        device: device of vectors.
+        num_matvecs: Hessian-vector products computed so far (a `matmat` of ``K`` rows counts ``K``).
+
+    Raises:
+        ConfigError: for unknown, repeated or empty ``param_names`` or an unknown ``engine``.
+    """
+
+    def __init__(
+        self,
+        point: ModelPoint,
+        source: DataSource,
+        *,
+        param_names: Sequence[str] | None = None,
+        engine: Engine = "reuse",
+    ) -> None:
+        names = list(point.params) if param_names is None else list(param_names)
+        unknown = [n for n in names if n not in point.params]
+        require(
+            not unknown,
+            "param_names",
+            unknown,
+            f"names of trainable parameters, some of {list(point.params)[:8]}",
+        )
+        require(len(names) > 0, "param_names", names, "at least one parameter name")
+        require(len(set(names)) == len(names), "param_names", names, "names without repeats")
+        require(engine in _ENGINES, "engine", engine, f"one of {list(_ENGINES)}")
+        # Keep the point's key order so that flattening matches `functional.params.flatten`.
+        chosen = set(names)
+        self.names = [k for k in point.params if k in chosen]
+        self.point = point
+        self.source = source
+        self.engine: Engine = engine
+        self._like = {k: point.params[k] for k in self.names}
+        self._fixed = {k: v for k, v in point.params.items() if k not in chosen}
+        self._buffers = clone(point.buffers) if point.bn_mode == "train" else point.buffers
+        self.size = numel(self._like)
+        self.dtype = point.dtype
+        self.device = point.device
+        self.num_matvecs = 0
+        self._graph: tuple[list[Tensor], tuple[Tensor, ...], Tensor] | None = None
+        self._batched_ok = True
+
+    def matvec(self, v: Tensor) -> Tensor:
+        """Return ``H v``.
+
+        Args:
+            v: vector of shape ``(P,)``, on the operator's device and dtype.
+
+        Returns:
+            ``H v``, shape ``(P,)``, identical on every rank.
+        """
+        return self.matmat(v.unsqueeze(0)).squeeze(0)
+
+    def matmat(self, vectors: Tensor) -> Tensor:
+        """Return ``V H`` for a block of row vectors (``H`` is symmetric, so row ``i`` is ``H v_i``).
+
+        Args:
+            vectors: ``(K, P)`` rows ``v_i``.
+
+        Returns:
+            ``(K, P)`` rows ``H v_i``, identical on every rank.
+        """
+        vectors = vectors.to(device=self.device, dtype=self.dtype)
+        if len(self.source) == 0:
+            local = torch.zeros_like(vectors)
+        elif self.engine == "reuse":
+            local = self._matmat_reuse(vectors)
+        elif self.engine == "recompute":
+            local = torch.stack([self._hvp_recompute(v) for v in vectors])
+        else:
+            local = self._matmat_functional(vectors)
+        self.num_matvecs += vectors.shape[0]
+        return self.source.sum(local)
+
+    def gradient(self) -> Tensor:
+        """Return the gradient of the mean loss, shape ``(P,)``, identical on every rank."""
+        if len(self.source) == 0:
+            return self.source.sum(torch.zeros(self.size, dtype=self.dtype, device=self.device))
+        if self.engine == "reuse":
+            _, grads, _ = self._reused_graph()
+            local = torch.cat([g.detach().reshape(-1) for g in grads])
+        else:
+            with _grad_mode():
+                leaves = self._leaves()
+                total = self._mean_loss(leaves)
+                grads = _grad(total, list(leaves.values()), create_graph=False)
+            local = torch.cat([g.reshape(-1) for g in grads])
+        return self.source.sum(local)
+
+    def loss(self) -> float:
+        """Return the mean probe loss over all batches of all ranks."""
+        if len(self.source) == 0:
+            local = torch.zeros((), dtype=self.dtype, device=self.device)
+        elif self.engine == "reuse":
+            local = self._reused_graph()[2]
+        else:
+            with torch.no_grad():
+                local = self._mean_loss(self._like)
+        return float(self.source.sum(local.detach()).item())
+
+    def _leaves(self) -> Params:
+        return {k: v.detach().clone().requires_grad_(True) for k, v in self._like.items()}
+
+    def _batch_loss(self, inputs: object, targets: Tensor, params: Params) -> Tensor:
+        outputs = self.point.outputs(inputs, {**self._fixed, **params}, self._buffers)
+        return self.point.loss_fn(outputs, targets)
+
+    def _mean_loss(self, params: Params) -> Tensor:
+        total = torch.zeros((), dtype=self.dtype, device=self.device)
+        for (inputs, targets), weight in self.source.weights():
+            total = total + weight * self._batch_loss(inputs, targets, params)
+        return total
+
+    def _reused_graph(self) -> tuple[list[Tensor], tuple[Tensor, ...], Tensor]:
+        if self._graph is None:
+            with _grad_mode():
+                leaves = self._leaves()
+                total = self._mean_loss(leaves)
+                params = list(leaves.values())
+                grads = _grad(total, params, create_graph=True)
+            self._graph = (params, grads, total.detach())
+        return self._graph
+
+    def _matmat_reuse(self, vectors: Tensor) -> Tensor:
+        params, grads, _ = self._reused_graph()
+        if vectors.shape[0] > 1 and self._batched_ok:
+            try:
+                return _double_backward(grads, params, unflatten(vectors, self._like), True)
+            except RuntimeError:
+                # Some ops lack a batching rule for their double backward; loop instead.
+                self._batched_ok = False
+        return torch.stack(
+            [_double_backward(grads, params, unflatten(v, self._like), False) for v in vectors]
+        )
+
+    def _hvp_recompute(self, v: Tensor) -> Tensor:
+        total = torch.zeros_like(v)
+        tangent = unflatten(v, self._like)
+        for (inputs, targets), weight in self.source.weights():
+            with _grad_mode():
+                leaves = self._leaves()
+                params = list(leaves.values())
+                grads = _grad(self._batch_loss(inputs, targets, leaves), params, True)
+                hv = _double_backward(grads, params, tangent, False, retain_graph=False)
+            total = total + weight * hv
+        return total
+
+    def _matmat_functional(self, vectors: Tensor) -> Tensor:
+        total = torch.zeros_like(vectors)
+        for (inputs, targets), weight in self.source.weights():
+
+            def loss(params: Params, inputs: object = inputs, targets: Tensor = targets) -> Tensor:
+                return self._batch_loss(inputs, targets, params)
+
+            def hvp(v: Tensor, loss: object = loss) -> Tensor:
+                _, out = jvp(grad(loss), (self._like,), (unflatten(v, self._like),))
+                return flatten(out)
+
+            with _grad_mode():
+                total = total + weight * vmap(hvp, randomness="same")(vectors)
+        return total.detach()
+
+
+@contextmanager
+def _grad_mode() -> Iterator[None]:
+    """Enable autograd, also inside ``torch.no_grad`` or ``torch.inference_mode`` callers."""
+    with torch.inference_mode(False), torch.enable_grad():
+        yield
+
+
+def _grad(output: Tensor, params: list[Tensor], create_graph: bool) -> tuple[Tensor, ...]:
+    return torch.autograd.grad(
+        output, params, create_graph=create_graph, allow_unused=True, materialize_grads=True
+    )
+
+
+def _double_backward(
+    grads: tuple[Tensor, ...],
+    params: list[Tensor],
+    tangent: Params,
+    batched: bool,
+    retain_graph: bool = True,
+) -> Tensor:
+    """Return ``H v`` (``(P,)``, or ``(K, P)`` when ``batched``) by differentiating ``<grads, v>``."""
+    pairs = [(g, t) for g, t in zip(grads, tangent.values(), strict=True) if g.requires_grad]
+    lead = next(iter(tangent.values())).shape[:1] if batched else ()
+    if not pairs:
+        # The gradient does not depend on the parameters: the Hessian is zero.
+        size = sum(p.numel() for p in params)
+        return torch.zeros(*lead, size, dtype=params[0].dtype, device=params[0].device)
+    outputs, grad_outputs = zip(*pairs, strict=True)
+    hv = torch.autograd.grad(
+        outputs,
+        params,
+        grad_outputs=grad_outputs,
+        retain_graph=retain_graph,
+        allow_unused=True,
+        materialize_grads=True,
+        is_grads_batched=batched,
+    )
+    return torch.cat([h.reshape(*lead, -1) for h in hv], dim=-1).detach()

@@ -1,0 +1,1 @@
+"""Probe records on disk: JSON lines, atomic whole-file writes."""

@@ -1,0 +1,119 @@
+"""The ``lsuite-train`` command: a Hydra app that trains the composed model, data and probes."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+from lsuite.callbacks.probe_callback import ProbeCallback
+from lsuite.config.build import (
+    build_callbacks,
+    build_datamodule,
+    build_loggers,
+    build_module,
+    build_trainer,
+)
+from lsuite.config.cli_check import check_command_line
+from lsuite.config.paths import config_dir
+from lsuite.config.validate import validate
+from lsuite.errors import ConfigError
+from lsuite.results.jsonl import write_atomic
+
+log = logging.getLogger("lsuite")
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Build everything from ``cfg``, fit, test, and report where the results went.
+
+    Args:
+        cfg: the composed config (``conf/train.yaml`` and its groups).
+
+    Returns:
+        The final metrics (``test/acc``, ``val/acc``, ...) as floats.
+    """
+    validate(cfg)
+    seed_everything(cfg.seed, workers=True)
+    datamodule = build_datamodule(cfg)
+    module = build_module(cfg, datamodule)
+    loggers = build_loggers(cfg)
+    callbacks = build_callbacks(cfg, with_loggers=bool(loggers))
+    trainer = build_trainer(cfg, callbacks, loggers)
+    run_dir = Path(cfg.run_dir)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    if trainer.is_global_zero:
+        write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(resolved))
+    for logger in loggers:
+        logger.log_hyperparams(resolved)
+    trainer.fit(module, datamodule=datamodule)
+    if cfg.test:
+        checkpoint = trainer.checkpoint_callback
+        best = isinstance(checkpoint, ModelCheckpoint) and bool(checkpoint.best_model_path)
+        trainer.test(module, datamodule=datamodule, ckpt_path="best" if best else None)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    if trainer.is_global_zero:
+        print(summary(trainer, run_dir, metrics))
+    _finish_wandb(loggers)
+    return metrics
+
+
+def summary(trainer: Trainer, run_dir: Path, metrics: dict[str, float]) -> str:
+    """Return the closing report: final metrics and where every output was written."""
+    lines = ["", f"lsuite: run finished in {run_dir}"]
+    shown = {k: v for k, v in sorted(metrics.items()) if k.split("/")[0] in ("test", "val")}
+    if shown:
+        lines.append("  metrics:     " + "  ".join(f"{k}={v:.4f}" for k, v in shown.items()))
+    lines.append(f"  config:      {run_dir / 'config.yaml'} (composed: {run_dir / '.hydra'})")
+    checkpoint = trainer.checkpoint_callback
+    if isinstance(checkpoint, ModelCheckpoint) and checkpoint.dirpath:
+        best = checkpoint.best_model_path or "-"
+        lines.append(f"  checkpoints: {checkpoint.dirpath} (best: {Path(best).name})")
+    for logger in trainer.loggers:
+        where = logger.log_dir if hasattr(logger, "log_dir") else logger.save_dir
+        lines.append(f"  logger:      {type(logger).__name__} -> {where}")
+    probes = [c for c in trainer.callbacks if isinstance(c, ProbeCallback)]
+    for probe in probes:
+        lines.append(f"  probe:       {probe.probe.name} -> {probe.records_path}")
+    if probes and (run_dir / "plots").is_dir():
+        lines.append(f"  plots:       {run_dir / 'plots'}")
+    return "\n".join(lines)
+
+
+def _finish_wandb(loggers: list[Any]) -> None:
+    """Close the wandb run so the next job of a multirun starts its own."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    if any(isinstance(logger, WandbLogger) for logger in loggers):
+        import wandb
+
+        wandb.finish()
+
+
+@hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    try:
+        metrics = train(cfg)
+    except ConfigError as error:
+        log.error("lsuite-train: error: %s", error)
+        sys.exit(2)
+    return metrics.get("test/acc")
+
+
+def main() -> None:
+    """Entry point of ``lsuite-train``: check the command line, then run the Hydra app."""
+    try:
+        check_command_line(sys.argv[1:], config_dir())
+    except ConfigError as error:
+        print(f"lsuite-train: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()
