@@ -8,7 +8,7 @@ from typing import Any
 import hydra
 from hydra.errors import InstantiationException
 from lightning.pytorch import Callback, LightningDataModule, Trainer
-from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
 
@@ -84,8 +84,10 @@ def build_module(cfg: DictConfig, datamodule: LightningDataModule) -> Classifier
 def build_callbacks(cfg: DictConfig, *, with_loggers: bool) -> list[Callback]:
     """Build ``cfg.callbacks`` then ``cfg.probes`` (dicts of named nodes, either may be empty).
 
-    A learning-rate monitor is left out, with a note, when no logger is configured.
+    A learning-rate monitor is left out when no logger is configured, and a progress bar when
+    ``trainer.enable_progress_bar`` is false (Lightning refuses either combination).
     """
+    progress_bar = cfg.trainer.get("enable_progress_bar", True)
     callbacks: list[Callback] = []
     for group in ("callbacks", "probes"):
         for name, node in (cfg.get(group) or {}).items():
@@ -93,6 +95,8 @@ def build_callbacks(cfg: DictConfig, *, with_loggers: bool) -> list[Callback]:
                 continue
             callback = instantiate(node, f"{group}.{name}")
             if isinstance(callback, LearningRateMonitor) and not with_loggers:
+                continue
+            if isinstance(callback, ProgressBar) and not progress_bar:
                 continue
             callbacks.append(callback)
     return callbacks

@@ -257,9 +257,10 @@ def _to_float(inputs: np.ndarray, scale: float) -> Tensor:
     """Convert stored values to floats.
 
     Returns:
-        ``(N, ...)`` float32 tensor of ``inputs * scale``.
+        ``(N, ...)`` float32 tensor of ``inputs * scale``, a new copy.
     """
-    tensor = torch.from_numpy(np.ascontiguousarray(inputs)).to(torch.float32)
+    # A copy, so normalising in place never writes into arrays a subclass may have cached.
+    tensor = torch.tensor(inputs, dtype=torch.float32)
     return tensor.mul_(scale) if scale != 1.0 else tensor
 
 

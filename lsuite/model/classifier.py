@@ -14,6 +14,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from torchmetrics.classification import MulticlassAccuracy
 
 from lsuite.errors import require
+from lsuite.optim.sam import SAM
 
 OptimizerFactory = Callable[..., Optimizer]
 """``factory(params) -> Optimizer``, e.g. a Hydra partial of ``torch.optim.SGD``."""
@@ -107,8 +108,17 @@ class Classifier(LightningModule):
         self.log(f"{stage}/acc", metric, on_epoch=True, prog_bar=stage == "val")
 
     def configure_optimizers(self) -> Any:
-        """Build the optimizer and, when configured, a per-step learning-rate scheduler."""
+        """Build the optimizer and, when configured, a per-step learning-rate scheduler.
+
+        A `SAM` optimizer is connected to this module: its second pass leaves BatchNorm
+        statistics as the first pass set them, and under DDP its first backward skips the
+        all-reduce when ``perturbation="local"`` (through the strategy's
+        ``block_backward_sync``).
+        """
         optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
+        if isinstance(optimizer, SAM):
+            strategy = self._trainer.strategy if self._trainer is not None else None
+            optimizer.connect(self, no_sync=getattr(strategy, "block_backward_sync", None))
         if self.scheduler_factory is None:
             return optimizer
         total_steps = int(self.trainer.estimated_stepping_batches)

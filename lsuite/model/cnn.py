@@ -53,8 +53,8 @@ class CNN(nn.Module):
         kernel_size: int = 3,
         norm: Norm = "none",
         num_groups: int = 8,
-        pool: Pool = "avg",
-        hidden: int | None = 128,
+        pool: Pool = "flatten",
+        hidden: int | None = None,
     ) -> None:
         super().__init__()
         shape = tuple(input_shape)

@@ -135,6 +135,15 @@ class HessianOperator:
         self.num_matvecs += vectors.shape[0]
         return self.source.sum(local)
 
+    def to_params(self, vector: Tensor) -> Params:
+        """Return a ``(P,)`` vector as a dict with the keys and shapes of the selected parameters."""
+        return unflatten(vector, self._like)
+
+    @property
+    def block_sizes(self) -> list[int]:
+        """Entries of each selected parameter tensor, in key order (they sum to ``P``)."""
+        return [v.numel() for v in self._like.values()]
+
     def gradient(self) -> Tensor:
         """Return the gradient of the mean loss, shape ``(P,)``, identical on every rank."""
         if len(self.source) == 0:

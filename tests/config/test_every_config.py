@@ -12,6 +12,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch import Callback, LightningDataModule, Trainer
 from lightning.pytorch.loggers import Logger
+from omegaconf import open_dict
 
 from lsuite.callbacks.probe_callback import ProbeCallback
 from lsuite.config.build import build_module, instantiate
@@ -80,6 +81,8 @@ def compose_with(overrides, tmp_path):
         cfg = compose(
             "train", overrides=[*overrides, f"hydra.run.dir={tmp_path}"], return_hydra_config=True
         )
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(tmp_path)
     HydraConfig.instance().set_config(cfg)
     return cfg
 

@@ -9,12 +9,6 @@ import numpy as np
 import pytest
 
 IDX_CODES = {np.uint8: 0x08, np.int8: 0x09, np.int16: 0x0B, np.int32: 0x0C, np.float32: 0x0D}
-MNIST_FILES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
 CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 
 
@@ -62,7 +56,7 @@ def cifar_images(count, seed):
 
 @pytest.fixture
 def mnist_dir(tmp_path):
-    """``data_dir`` with gzipped MNIST files in torchvision's ``MNIST/raw``; returns (dir, arrays)."""
+    """Gzipped MNIST files in torchvision's ``MNIST/raw``; returns (data_dir, arrays)."""
     arrays = mnist_arrays()
     for name, array in arrays.items():
         write_idx(tmp_path / "MNIST" / "raw" / name, array, compress=True)
@@ -71,7 +65,7 @@ def mnist_dir(tmp_path):
 
 @pytest.fixture
 def cifar10_dir(tmp_path):
-    """``data_dir`` with 5 train batches of 4 images and a test batch of 3; returns (dir, arrays)."""
+    """5 train batches of 4 images, a test batch of 3; returns (data_dir, arrays)."""
     folder = tmp_path / "cifar-10-batches-py"
     train = [(cifar_images(4, i), np.arange(4) + i) for i in range(5)]
     for name, (images, labels) in zip(CIFAR10_TRAIN, train, strict=True):

@@ -18,10 +18,6 @@ FILES = (
 )
 
 
-def images_of(dataset):
-    return dataset.tensors[0].numpy()
-
-
 def test_reads_torchvision_layout(mnist_dir):
     data_dir, arrays = mnist_dir
     module = MNISTDataModule(str(data_dir), val_fraction=0.25, normalize=False)
@@ -34,16 +30,19 @@ def test_reads_torchvision_layout(mnist_dir):
     np.testing.assert_array_equal(test_labels.numpy(), arrays["t10k-labels-idx1-ubyte"])
     assert test_labels.dtype == torch.int64
     # train and val together are the training file, each image keeping its own label
-    train_val = np.concatenate([images_of(module.train_dataset), images_of(module.val_dataset)])
-    found = {image.tobytes() for image in np.round(train_val[:, 0] * 255).astype(np.uint8)}
-    assert found == {image.tobytes() for image in arrays["train-images-idx3-ubyte"]}
-    image, label = module.train_dataset[0]
-    expected = [
-        i
-        for i, x in enumerate(arrays["train-images-idx3-ubyte"])
-        if np.array_equal(x, np.round(image.numpy()[0] * 255))
-    ]
-    assert arrays["train-labels-idx1-ubyte"][expected[0]] == label.item()
+    expected = dict(
+        zip(
+            (image.tobytes() for image in arrays["train-images-idx3-ubyte"]),
+            arrays["train-labels-idx1-ubyte"].tolist(),
+            strict=True,
+        )
+    )
+    found = {}
+    for dataset in (module.train_dataset, module.val_dataset):
+        for image, label in dataset:
+            pixels = torch.round(image[0] * 255).to(torch.uint8).numpy()
+            found[pixels.tobytes()] = label.item()
+    assert found == expected
 
 
 @pytest.mark.parametrize("layout", ["Name/raw", "Name", "."])

@@ -1,0 +1,30 @@
+"""lsuite: train networks with Lightning and Hydra, and measure their loss landscapes with probes.
+
+Public names are loaded on first use, so ``import lsuite.probes...`` does not import Lightning.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "ConfigError": "lsuite.errors",
+    "ModelPoint": "lsuite.probes.point",
+    "snapshot": "lsuite.probes.point",
+    "DataSource": "lsuite.probes.data_source",
+    "Probe": "lsuite.probes.base",
+    "ProbeResult": "lsuite.probes.base",
+    "ProbeCallback": "lsuite.callbacks.probe_callback",
+    "Classifier": "lsuite.model.classifier",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'lsuite' has no attribute {name!r}")
