@@ -21,7 +21,9 @@ from lsuite.config.build import (
     build_trainer,
 )
 from lsuite.config.cli_check import check_command_line
+from lsuite.config.job_status import run_job
 from lsuite.config.paths import config_dir
+from lsuite.config.sweep import name_sweep, register_resolvers
 from lsuite.config.validate import validate
 from lsuite.errors import ConfigError
 from lsuite.results.jsonl import write_atomic
@@ -95,14 +97,13 @@ def _finish_wandb(loggers: list[Any]) -> None:
         wandb.finish()
 
 
+register_resolvers()  # at import, so jobs unpickled by the joblib and submitit launchers have them
+
+
 @hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> float | None:
-    try:
-        metrics = train(cfg)
-    except ConfigError as error:
-        log.error("lsuite-train: error: %s", error)
-        sys.exit(2)
-    return metrics.get("test/acc")
+    name_sweep(cfg)
+    return run_job(train, cfg)
 
 
 def main() -> None:

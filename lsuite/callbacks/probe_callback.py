@@ -13,10 +13,11 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import Callback, LightningModule, Trainer
-from torch import Tensor
+from torch import Tensor, nn
 
 from lsuite.callbacks.probe_batches import find_loader, local_batches, sample_batches
 from lsuite.callbacks.probe_outputs import publish
+from lsuite.callbacks.swa import holds_average
 from lsuite.callbacks.training_state import preserved_training_state
 from lsuite.errors import ConfigError, require
 from lsuite.functional.params import clone
@@ -52,8 +53,9 @@ class ProbeCallback(Callback):
         num_batches: number of probe batches per split (at least the number of ranks).
         batch_size: samples per probe batch; the split loader's batch size when None.
         seed: seed of the batch choice and of the probe's random draws.
-        loss_fn: ``loss_fn(outputs, targets)`` (mean over the batch), as a callable or a dotted
-            path; ``torch.nn.functional.cross_entropy`` when None.
+        loss_fn: ``loss_fn(outputs, targets)`` (mean over the batch), as a callable, a loss
+            module (``nn.CrossEntropyLoss(label_smoothing=0.1)``) or a dotted path;
+            ``torch.nn.functional.cross_entropy`` when None.
         batch_adapter: maps a loader batch to ``(inputs, targets)``, callable or dotted path;
             the default takes ``batch[0], batch[1]`` (or ``x``/``y`` keys of a dict batch).
         bn_mode: ``"eval"`` (BatchNorm uses running statistics; default) or ``"train"`` (batch
@@ -74,7 +76,7 @@ class ProbeCallback(Callback):
         num_batches: int = 4,
         batch_size: int | None = None,
         seed: int = 0,
-        loss_fn: LossFn | str | None = None,
+        loss_fn: LossFn | nn.Module | str | None = None,
         batch_adapter: BatchAdapter | str | None = None,
         bn_mode: BatchNormMode = "eval",
         output_dir: str | None = None,
@@ -266,16 +268,10 @@ class ProbeCallback(Callback):
 
 
 def _weights_label(trainer: Trainer, when: When) -> str:
-    """Say which weights were measured: averaged ones when weight averaging swapped them in."""
-    if when != "fit_end":
-        return "current"
-    for callback in trainer.callbacks:
-        if type(callback).__name__ in (
-            "StochasticWeightAveraging",
-            "WeightAveraging",
-            "EMAWeightAveraging",
-        ):
-            return "swa_average"
+    """Say which weights were measured: ``swa_average`` once weight averaging loaded its average."""
+    fit_ended = when == "fit_end"
+    if any(holds_average(c, trainer, fit_ended=fit_ended) for c in trainer.callbacks):
+        return "swa_average"
     return "current"
 
 

@@ -86,6 +86,9 @@ def build_callbacks(cfg: DictConfig, *, with_loggers: bool) -> list[Callback]:
 
     A learning-rate monitor is left out when no logger is configured, and a progress bar when
     ``trainer.enable_progress_bar`` is false (Lightning refuses either combination).
+
+    Returns:
+        The callbacks in config order, probes last.
     """
     progress_bar = cfg.trainer.get("enable_progress_bar", True)
     callbacks: list[Callback] = []

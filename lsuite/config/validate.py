@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 from typing import Any
 
 import torch
+from lightning.pytorch.callbacks import StochasticWeightAveraging
 from omegaconf import DictConfig, ListConfig
 
 from lsuite.errors import ConfigError, require
+from lsuite.optim.sam import SAM, check_base_optimizer, check_settings
 
 _GPU_ACCELERATORS = ("gpu", "cuda")
 
@@ -38,6 +41,8 @@ def validate(cfg: DictConfig) -> None:
         for name, child in (node or {}).items():
             if child is not None and "_target_" not in child:
                 raise ConfigError(f"{group}.{name}: got a node without _target_; expected a config")
+    _validate_sam(cfg)
+    _validate_swa(cfg)
 
 
 def _validate_trainer(trainer: DictConfig) -> None:
@@ -62,6 +67,94 @@ def _validate_trainer(trainer: DictConfig) -> None:
                 f"trainer.devices: got {devices!r} with trainer.accelerator={accelerator}; found "
                 f"{available} CUDA GPU(s); use trainer=default or trainer=ddp_cpu on this machine"
             )
+
+
+def _validate_sam(cfg: DictConfig) -> None:
+    """Check a SAM optimizer's settings, base optimizer and the trainer settings it needs."""
+    optim = cfg.get("optim")
+    optimizer_class = _target_class(optim)
+    if optimizer_class is None or not issubclass(optimizer_class, SAM):
+        return
+    check_settings(**{k: optim[k] for k in ("rho", "eps", "perturbation") if k in optim})
+    base = optim.get("base_optimizer")
+    require(
+        isinstance(base, DictConfig) and "_target_" in base,
+        "optim.base_optimizer",
+        base,
+        "an optimizer config with _target_ (e.g. torch.optim.SGD, _partial_: true)",
+    )
+    base_class = _target_class(base)
+    if base_class is not None:
+        check_base_optimizer(base_class)
+    precision = str(cfg.trainer.get("precision", "32-true"))
+    require(
+        not precision.startswith("16"),
+        "trainer.precision",
+        precision,
+        "32-true or bf16-mixed with optim SAM (fp16 loss scaling steps the optimizer without "
+        "the closure that SAM calls twice)",
+    )
+    accumulate = cfg.trainer.get("accumulate_grad_batches", 1)
+    require(
+        accumulate == 1,
+        "trainer.accumulate_grad_batches",
+        accumulate,
+        "1 with optim SAM (both passes of a step must see the same batch)",
+    )
+
+
+def _validate_swa(cfg: DictConfig) -> None:
+    """Check each stochastic weight averaging callback's learning rates and optimizer count."""
+    for name, node in (cfg.get("callbacks") or {}).items():
+        swa_class = _target_class(node)
+        if swa_class is None or not issubclass(swa_class, StochasticWeightAveraging):
+            continue
+        key = f"callbacks.{name}"
+        lrs = node.get("swa_lrs")
+        values = list(lrs) if isinstance(lrs, ListConfig) else [lrs]
+        require(
+            len(values) >= 1 and all(isinstance(v, float) and v > 0 for v in values),
+            f"{key}.swa_lrs",
+            lrs,
+            "a float > 0 (e.g. 0.05) or a list of them, one per parameter group",
+        )
+        optimizers = _optimizer_names(cfg.get("optim"))
+        if len(optimizers) != 1:
+            raise ConfigError(
+                f"{key}: got {len(optimizers)} optimizers under optim "
+                f"({', '.join(optimizers) or 'none'}); expected exactly one "
+                "(StochasticWeightAveraging averages the weights of a single optimizer)"
+            )
+
+
+def _optimizer_names(optim: Any) -> list[str]:
+    """Name the optimizer configs in ``optim``: itself when it has a target, else its children."""
+    if isinstance(optim, DictConfig) and "_target_" in optim:
+        return ["optim"]
+    children = optim.items() if isinstance(optim, DictConfig) else enumerate(optim or [])
+    return [
+        f"optim.{key}"
+        for key, child in children
+        if isinstance(child, DictConfig) and "_target_" in child
+    ]
+
+
+def _target_class(node: Any) -> type | None:
+    """Import the class named by a node's ``_target_``.
+
+    Returns:
+        The class, or None when the node has no target or it does not import (the build step
+        reports that, with its key).
+    """
+    target = node.get("_target_") if isinstance(node, DictConfig) else None
+    if not isinstance(target, str) or "." not in target:
+        return None
+    module_name, _, attribute = target.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError):
+        return None
+    return found if isinstance(found, type) else None
 
 
 def _find(node: Any, name: str, path: str) -> Iterator[tuple[str, Any]]:

@@ -59,8 +59,10 @@ def extreme_eigenpairs(
     Lanczos runs from ``start`` until every requested Ritz pair has a residual
     ``||A y - theta y|| <= tol * max_i |theta_i|`` (relative to the spectral norm estimate, so
     eigenvalues near zero are handled), or until ``max_steps`` products. The eigenvalue error is
-    then about ``residual**2 / gap``. Restarts after an invariant subspace use ``generator``, so
-    repeated eigenvalues are returned with their multiplicity.
+    then about ``residual**2 / gap``. After an invariant subspace (e.g. a matrix with few distinct
+    eigenvalues) Lanczos restarts from a random vector drawn from ``generator`` and the new block
+    runs at least as many steps as pairs requested, so exactly repeated eigenvalues are found
+    with their multiplicity in practice (no single-vector Krylov method can guarantee it).
 
     Args:
         matvec: product with ``A``, ``(P,) -> (P,)``.
@@ -80,6 +82,10 @@ def extreme_eigenpairs(
     def done(decomposition: LanczosDecomposition) -> bool:
         steps = decomposition.num_matvecs
         if steps < min(wanted, size):
+            return False
+        if steps < size and (decomposition.invariant or decomposition.block_steps < wanted):
+            # After an invariant subspace, give the restarted block the chance to find further
+            # copies of repeated eigenvalues before accepting the Ritz values.
             return False
         theta, s = decomposition.ritz()
         bounds = decomposition.residual_bounds(s)[_ends(steps, num_largest, num_smallest)]

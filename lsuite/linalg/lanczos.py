@@ -30,6 +30,8 @@ class LanczosDecomposition:
         residual_norm: ``beta_m``, the norm of the part of ``A q_m`` outside the basis; 0 when
             the basis spans an invariant subspace.
         num_matvecs: products with ``A`` computed (``m``).
+        invariant: whether the last step found an invariant subspace (``residual_norm`` is zero
+            to rounding); Lanczos restarts or stops after such a step.
     """
 
     alphas: Tensor
@@ -37,6 +39,13 @@ class LanczosDecomposition:
     basis: Tensor
     residual_norm: float
     num_matvecs: int
+    invariant: bool = False
+
+    @property
+    def block_steps(self) -> int:
+        """Steps since the last restart (all steps when there was none)."""
+        restarts = torch.nonzero(self.betas == 0)
+        return self.num_matvecs - (int(restarts[-1]) + 1 if len(restarts) else 0)
 
     def tridiagonal(self) -> Tensor:
         """Return ``T``, the ``(m, m)`` float64 symmetric tridiagonal matrix."""
@@ -104,19 +113,20 @@ def lanczos(
         w = _orthogonalise(w, basis[: j + 1])
         residual_norm = float(torch.linalg.vector_norm(w))
         scale = max(scale, abs(alpha), residual_norm)
-        decomposition = _decomposition(alphas, betas, basis[: j + 1], residual_norm)
+        invariant = residual_norm <= _BREAKDOWN * scale
+        decomposition = _decomposition(alphas, betas, basis[: j + 1], residual_norm, invariant)
         if j + 1 == steps or (stop is not None and stop(decomposition)):
             return decomposition
-        if residual_norm <= _BREAKDOWN * scale:
+        if invariant:
             if generator is None:
-                return _decomposition(alphas, betas, basis[: j + 1], 0.0)
+                return _decomposition(alphas, betas, basis[: j + 1], 0.0, True)
             w = _orthogonalise(_random_like(start, generator), basis[: j + 1])
             basis[j + 1] = w / torch.linalg.vector_norm(w)
             betas.append(0.0)
         else:
             basis[j + 1] = w / residual_norm
             betas.append(residual_norm)
-    return _decomposition(alphas, betas, basis, residual_norm)
+    return _decomposition(alphas, betas, basis, residual_norm, False)
 
 
 def _orthogonalise(w: Tensor, basis: Tensor) -> Tensor:
@@ -132,7 +142,7 @@ def _random_like(like: Tensor, generator: torch.Generator) -> Tensor:
 
 
 def _decomposition(
-    alphas: list[float], betas: list[float], basis: Tensor, residual_norm: float
+    alphas: list[float], betas: list[float], basis: Tensor, residual_norm: float, invariant: bool
 ) -> LanczosDecomposition:
     return LanczosDecomposition(
         alphas=torch.tensor(alphas, dtype=torch.float64),
@@ -140,4 +150,5 @@ def _decomposition(
         basis=basis,
         residual_norm=residual_norm,
         num_matvecs=len(alphas),
+        invariant=invariant,
     )

@@ -145,7 +145,7 @@ def hutchpp(
     low_rank = _block_products(basis, _chunked(matmat, basis, block_size), sizes).sum(0)
     num = 2 * rank
     samples: list[Tensor] = []
-    converged = False
+    converged = rel_stderr is not None and rank == size  # the low-rank part is the exact trace
     while num < num_matvecs and rank < size:
         vectors = rademacher(min(block_size, num_matvecs - num), size, generator, dtype, device)
         vectors = vectors - (vectors @ basis.T) @ basis

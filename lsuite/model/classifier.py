@@ -114,6 +114,9 @@ class Classifier(LightningModule):
         statistics as the first pass set them, and under DDP its first backward skips the
         all-reduce when ``perturbation="local"`` (through the strategy's
         ``block_backward_sync``).
+
+        Returns:
+            The optimizer, or a dict with the optimizer and its step-interval scheduler.
         """
         optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
         if isinstance(optimizer, SAM):

@@ -101,6 +101,9 @@ class DataSource:
 
         Returns:
             ``sum_b n_b fn(b) / N`` over all batches of all ranks, same shape as ``fn``'s output.
+
+        Raises:
+            ConfigError: when this rank holds no batches.
         """
         total: Tensor | None = None
         for (inputs, targets), weight in self.weights():

@@ -65,7 +65,8 @@ class HessianOperator:
         num_matvecs: Hessian-vector products computed so far (a `matmat` of ``K`` rows counts ``K``).
 
     Raises:
-        ConfigError: for unknown, repeated or empty ``param_names`` or an unknown ``engine``.
+        ConfigError: for unknown, repeated or empty ``param_names``, an unknown ``engine``, or
+            ``forward_over_reverse`` with ``bn_mode="train"``.
     """
 
     def __init__(
@@ -87,6 +88,13 @@ class HessianOperator:
         require(len(names) > 0, "param_names", names, "at least one parameter name")
         require(len(set(names)) == len(names), "param_names", names, "names without repeats")
         require(engine in _ENGINES, "engine", engine, f"one of {list(_ENGINES)}")
+        require(
+            not (engine == "forward_over_reverse" and point.bn_mode == "train"),
+            "engine",
+            engine,
+            "'reuse' or 'recompute' for bn_mode='train' (torch.func cannot update BatchNorm "
+            "running statistics in place)",
+        )
         # Keep the point's key order so that flattening matches `functional.params.flatten`.
         chosen = set(names)
         self.names = [k for k in point.params if k in chosen]
@@ -97,6 +105,8 @@ class HessianOperator:
         self._fixed = {k: v for k, v in point.params.items() if k not in chosen}
         self._buffers = clone(point.buffers) if point.bn_mode == "train" else point.buffers
         self.size = numel(self._like)
+        self._sizes = [v.numel() for v in self._like.values()]
+        self._shapes = [(k, v.shape) for k, v in self._like.items()]
         self.dtype = point.dtype
         self.device = point.device
         self.num_matvecs = 0
@@ -112,7 +122,15 @@ class HessianOperator:
         Returns:
             ``H v``, shape ``(P,)``, identical on every rank.
         """
-        return self.matmat(v.unsqueeze(0)).squeeze(0)
+        if self.engine != "reuse" or len(self.source) == 0:
+            return self.matmat(v.unsqueeze(0)).squeeze(0)
+        params, grads, _ = self._reused_graph()
+        v = v.to(device=self.device, dtype=self.dtype)
+        parts = v.split(self._sizes)
+        tangent = {k: t.view(shape) for (k, shape), t in zip(self._shapes, parts, strict=True)}
+        local = _double_backward(grads, params, tangent, False)
+        self.num_matvecs += 1
+        return self.source.sum(local)
 
     def matmat(self, vectors: Tensor) -> Tensor:
         """Return ``V H`` for a block of row vectors (``H`` is symmetric, so row ``i`` is ``H v_i``).
@@ -142,7 +160,7 @@ class HessianOperator:
     @property
     def block_sizes(self) -> list[int]:
         """Entries of each selected parameter tensor, in key order (they sum to ``P``)."""
-        return [v.numel() for v in self._like.values()]
+        return list(self._sizes)
 
     def gradient(self) -> Tensor:
         """Return the gradient of the mean loss, shape ``(P,)``, identical on every rank."""

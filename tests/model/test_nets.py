@@ -107,7 +107,7 @@ def test_mlp_parameter_count_is_exact():
 
 
 def test_resnet20_option_a_matches_paper_count():
-    # He et al. (2016), table 6: ResNet-20 has 0.27M parameters; 269,722 with BatchNorm.
+    # He et al. (2016), table 6: ResNet-20 has 0.27M parameters (269,722 with BatchNorm affines).
     net = ResNet((3, 32, 32), 10, depth=20, norm="batch", shortcut="pad")
     assert _count(net) == 269_722
     blocks = [m for m in net.modules() if type(m).__name__ == "_BasicBlock"]

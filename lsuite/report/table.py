@@ -1,0 +1,145 @@
+"""Tabulate a sweep's runs: tidy measurement rows, one summary row per run, and what is missing."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lsuite.report.runs import Run, Value, final_record, measurements
+from lsuite.results.jsonl import write_atomic
+
+FINISHED = ("completed",)
+"""Statuses whose last records are the end of training."""
+
+
+def hyperparameter_keys(runs: Sequence[Run]) -> list[str]:
+    """Return every overridden key of any run, in the order first seen."""
+    keys: dict[str, None] = {}
+    for run in runs:
+        keys.update(dict.fromkeys(run.hyperparameters))
+    return list(keys)
+
+
+def swept_keys(runs: Sequence[Run]) -> list[str]:
+    """Return the overridden keys whose value differs between runs (the sweep's axes)."""
+    out = []
+    for key in hyperparameter_keys(runs):
+        values = {repr(run.hyperparameters.get(key)) for run in runs}
+        if len(values) > 1:
+            out.append(key)
+    return out
+
+
+MEASUREMENT_COLUMNS = ("probe", "step", "epoch", "when", "weights", "field", "value")
+"""The columns of `measurement_rows` after the run's name, status and overridden keys."""
+
+
+def measurement_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
+    """Return one row per run, probe record and measured field (a tidy, long table).
+
+    Columns: ``run``, ``status``, one per overridden key, ``probe``, ``step``, ``epoch``,
+    ``when``, ``weights``, ``field``, ``value``.
+    """
+    keys = hyperparameter_keys(runs)
+    rows = []
+    for run in runs:
+        base = {"run": run.name, "status": run.status}
+        base.update({key: run.hyperparameters.get(key) for key in keys})
+        for probe, records in run.records.items():
+            for record in records:
+                context = {
+                    "probe": probe,
+                    "step": record.get("step"),
+                    "epoch": record.get("epoch"),
+                    "when": record.get("when"),
+                    "weights": record.get("weights"),
+                }
+                for name, value in measurements(record).items():
+                    rows.append({**base, **context, "field": name, "value": value})
+    return rows
+
+
+def final_values(run: Run) -> dict[str, float]:
+    """Return the run's final metrics and the last record of each probe as ``probe/field``."""
+    out = dict(run.metrics)
+    for probe, records in run.records.items():
+        last = final_record(records)
+        if last is not None:
+            out.update({f"{probe}/{k}": v for k, v in measurements(last).items()})
+    return out
+
+
+def run_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
+    """Return one row per run: name, job number, status, overridden keys, final values, error."""
+    keys = hyperparameter_keys(runs)
+    rows = []
+    for run in runs:
+        row: dict[str, Any] = {"run": run.name, "job": run.short_name, "status": run.status}
+        row.update({key: run.hyperparameters.get(key) for key in keys})
+        row.update(final_values(run))
+        row["records"] = sum(len(r) for r in run.records.values())
+        row["error"] = run.error or ""
+        rows.append(row)
+    return rows
+
+
+def notes(runs: Sequence[Run]) -> list[str]:
+    """Say which runs did not finish, and which have missing or fewer probe records than others.
+
+    Returns:
+        One line per finding, naming the run.
+    """
+    most: dict[str, int] = {}
+    for run in runs:
+        for probe, records in run.records.items():
+            most[probe] = max(most.get(probe, 0), len(records))
+    lines = []
+    for run in runs:
+        if run.status == "unknown":
+            lines.append(f"{run.name}: no status.json (killed before it started, or not lsuite)")
+        elif run.status == "running":
+            lines.append(f"{run.name}: status running (still running, or killed)")
+        elif run.status not in FINISHED:
+            lines.append(f"{run.name}: {run.status}: {run.error or 'a final loss is not finite'}")
+        for probe, count in most.items():
+            have = len(run.records.get(probe, []))
+            if have == 0:
+                lines.append(f"{run.name}: no records of probe {probe}")
+            elif have < count:
+                lines.append(f"{run.name}: partial: {have} of {count} records of probe {probe}")
+    return lines
+
+
+def columns(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Return every key of ``rows`` in the order first seen."""
+    found: dict[str, None] = {}
+    for row in rows:
+        found.update(dict.fromkeys(row))
+    return list(found)
+
+
+def write_csv(path: Path, rows: Sequence[dict[str, Any]], header: Sequence[str] = ()) -> Path:
+    """Write ``rows`` as CSV (a header of every column; empty cells for missing values).
+
+    Args:
+        path: the file to write.
+        rows: the rows.
+        header: the columns when there are no rows.
+
+    Returns:
+        ``path``.
+    """
+    buffer = io.StringIO()
+    fields = columns(rows) or list(header)
+    writer = csv.DictWriter(buffer, fieldnames=fields, restval="", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _cell(v) for k, v in row.items()})
+    return write_atomic(path, buffer.getvalue())
+
+
+def _cell(value: Value) -> Value:
+    return "" if value is None else value
