@@ -6,8 +6,14 @@ import math
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import StochasticWeightAveraging as _LightningSWA
-from lightning.pytorch.callbacks import WeightAveraging
 from typing_extensions import override
+
+try:
+    from lightning.pytorch.callbacks import WeightAveraging
+
+    _WEIGHT_AVERAGING: tuple[type, ...] = (WeightAveraging,)
+except ImportError:  # added in Lightning 2.6
+    _WEIGHT_AVERAGING = ()
 
 
 class StochasticWeightAveraging(_LightningSWA):
@@ -65,7 +71,7 @@ def holds_average(callback: Callback, trainer: Trainer, *, fit_ended: bool) -> b
         # The average is loaded after the last SWA epoch: at train end, or when the extra
         # BatchNorm epoch starts; training stopped earlier keeps the current weights.
         return fit_ended if math.isinf(end) else trainer.current_epoch > end
-    if isinstance(callback, WeightAveraging):
+    if isinstance(callback, _WEIGHT_AVERAGING):
         # Lightning keeps the AveragedModel private; it is copied in when training ends.
         average = getattr(callback, "_average_model", None)
         return fit_ended and average is not None and int(average.n_averaged) > 0

@@ -97,7 +97,9 @@ def extreme_eigenpairs(
     steps = decomposition.num_matvecs
     top = torch.arange(steps - 1, steps - 1 - min(num_largest, steps), -1)
     bottom = torch.arange(min(num_smallest, steps))
-    converged = bool((bounds[_ends(steps, num_largest, num_smallest)] <= tol * theta.abs().max()).all())
+    converged = bool(
+        (bounds[_ends(steps, num_largest, num_smallest)] <= tol * theta.abs().max()).all()
+    )
     return ExtremeEigenpairs(
         largest=_pairs(decomposition, theta, s, bounds, top),
         smallest=_pairs(decomposition, theta, s, bounds, bottom),

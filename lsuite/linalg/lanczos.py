@@ -15,7 +15,7 @@ StopRule = Callable[["LanczosDecomposition"], bool]
 """Called after every step with the decomposition so far; returns True to stop."""
 
 _BREAKDOWN = 1e-10
-"""A new residual shorter than this times the largest coefficient seen means an invariant subspace."""
+"""Relative residual norm (to the largest coefficient seen) that marks an invariant subspace."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class LanczosDecomposition:
         return theta, s
 
     def residual_bounds(self, s: Tensor) -> Tensor:
-        """Return ``||A y_i - theta_i y_i|| = beta_m |S[m - 1, i]|`` for every Ritz pair, ``(m,)``."""
+        """Return ``||A y_i - theta_i y_i|| = beta_m |S[m - 1, i]|`` per Ritz pair, ``(m,)``."""
         return self.residual_norm * s[-1].abs()
 
 

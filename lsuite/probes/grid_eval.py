@@ -313,7 +313,7 @@ def recompute_batch_norm(
 
 
 def _measure_batches(point: ModelPoint, state: Params, source: DataSource) -> Tensor:
-    """Return ``(num_local_batches, 2)`` loss and accuracy of each local batch at ``state``."""
+    """Return ``(num_local_batches, 2)`` mean loss and correct count of each local batch."""
     rows = [_loss_and_accuracy(point, state, x, y) for x, y in source.batches]
     if not rows:
         return torch.empty(0, 2, dtype=point.dtype, device=point.device)
@@ -325,7 +325,8 @@ def _loss_and_accuracy(point: ModelPoint, state: Params, inputs: Any, targets: T
     outputs = functional_call(point.skeleton, state, args, strict=False)
     loss = point.loss_fn(outputs, targets)
     if _has_accuracy(outputs, targets):
-        correct = (outputs.argmax(1) == targets).to(loss.dtype).mean()
+        # a count is exact in float32; it becomes a mean in float64 in `_reduce`
+        correct = (outputs.argmax(1) == targets).sum().to(loss.dtype)
     else:
         correct = torch.full_like(loss, float("nan"))
     return torch.stack([loss, correct])
@@ -343,10 +344,14 @@ def _has_accuracy(outputs: Tensor, targets: Tensor) -> bool:
 def _reduce(
     source: DataSource, parts: list[Tensor], num_points: int, device: torch.device
 ) -> SplitValues:
-    weights = torch.tensor([w for _, w in source.weights()], dtype=torch.float64, device=device)
+    weights = torch.tensor(
+        [[w, w / max(y.numel(), 1)] for (_, y), w in source.weights()],
+        dtype=torch.float64,
+        device=device,
+    )  # (num_local_batches, 2): loss means and correct counts
     if parts and parts[0].shape[0] > 0:
         values = torch.cat(parts, dim=1).to(torch.float64)  # (num_local_batches, N, 2)
-        local = torch.einsum("b,bnk->nk", weights, values)
+        local = torch.einsum("bk,bnk->nk", weights, values)
     else:
         local = torch.zeros(num_points, 2, dtype=torch.float64, device=device)
     total = source.sum(local.T.contiguous()).cpu()  # (2, N)
@@ -401,3 +406,69 @@ def _bn_buffer_names(skeleton: nn.Module) -> list[tuple[str, str, str]]:
             "running statistics"
         )
     return names
+
+
+def batch_norm_statistics(point: ModelPoint, recomputed: bool) -> str:
+    """Say which BatchNorm statistics the evaluation used.
+
+    Args:
+        point: the frozen model.
+        recomputed: whether the running statistics were recomputed at every point.
+
+    Returns:
+        ``"none"`` (no BatchNorm with running statistics), ``"batch"`` (``bn_mode="train"``),
+        ``"recomputed"``, or ``"point"`` (the measured point's running statistics, for every
+        point of the grid).
+    """
+    tracked = any(
+        isinstance(m, _BatchNorm) and m.track_running_stats for m in point.skeleton.modules()
+    )
+    if not tracked:
+        return "none"
+    if point.bn_mode == "train":
+        return "batch"
+    return "recomputed" if recomputed else "point"
+
+
+def grid_axis(span: Sequence[float], num_points: int, key: str = "span") -> list[float]:
+    """Return ``num_points`` evenly spaced coordinates over ``span`` that include 0 exactly.
+
+    Coordinates are ``first + (last - first) * i / (num_points - 1)`` in float64; the one
+    within ``1e-9`` of zero is set to exactly 0 so the centre is evaluated at the weights
+    themselves.
+
+    Args:
+        span: ``(first, last)`` with ``first < 0 < last``.
+        num_points: number of coordinates, ``>= 3``.
+        key: argument name for error messages.
+
+    Returns:
+        The coordinates, ascending.
+
+    Raises:
+        ConfigError: when ``span`` is not ``(first < 0 < last)``, ``num_points`` is not an
+            int ``>= 3``, or the grid misses 0 (e.g. an even count on a symmetric span).
+    """
+    require(
+        isinstance(num_points, int) and not isinstance(num_points, bool) and num_points >= 3,
+        "num_points",
+        num_points,
+        "an int >= 3",
+    )
+    ok = (
+        isinstance(span, Sequence)
+        and len(span) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in span)
+        and span[0] < 0 < span[1]
+    )
+    require(ok, key, span, "(first, last) with first < 0 < last")
+    first, last = float(span[0]), float(span[1])
+    axis = [first + (last - first) * i / (num_points - 1) for i in range(num_points)]
+    axis = [0.0 if abs(a) < 1e-9 * (last - first) else a for a in axis]
+    require(
+        0.0 in axis,
+        "num_points",
+        num_points,
+        f"a count whose grid over {tuple(span)} contains 0 (an odd count for a symmetric span)",
+    )
+    return axis

@@ -62,7 +62,7 @@ class HessianOperator:
         size: number of entries ``P`` of a vector.
         dtype: dtype of vectors (that of the parameters).
         device: device of vectors.
-        num_matvecs: Hessian-vector products computed so far (a `matmat` of ``K`` rows counts ``K``).
+        num_matvecs: Hessian-vector products so far (a `matmat` of ``K`` rows counts ``K``).
 
     Raises:
         ConfigError: for unknown, repeated or empty ``param_names``, an unknown ``engine``, or
@@ -133,7 +133,7 @@ class HessianOperator:
         return self.source.sum(local)
 
     def matmat(self, vectors: Tensor) -> Tensor:
-        """Return ``V H`` for a block of row vectors (``H`` is symmetric, so row ``i`` is ``H v_i``).
+        """Return ``V H`` for row vectors ``V`` (``H`` is symmetric: row ``i`` is ``H v_i``).
 
         Args:
             vectors: ``(K, P)`` rows ``v_i``.
@@ -154,7 +154,7 @@ class HessianOperator:
         return self.source.sum(local)
 
     def to_params(self, vector: Tensor) -> Params:
-        """Return a ``(P,)`` vector as a dict with the keys and shapes of the selected parameters."""
+        """Return a ``(P,)`` vector as a dict keyed and shaped like the selected parameters."""
         return unflatten(vector, self._like)
 
     @property
@@ -271,7 +271,7 @@ def _double_backward(
     batched: bool,
     retain_graph: bool = True,
 ) -> Tensor:
-    """Return ``H v`` (``(P,)``, or ``(K, P)`` when ``batched``) by differentiating ``<grads, v>``."""
+    """Return ``H v`` (``(P,)``; ``(K, P)`` when ``batched``) by differentiating ``<grads, v>``."""
     pairs = [(g, t) for g, t in zip(grads, tangent.values(), strict=True) if g.requires_grad]
     lead = next(iter(tangent.values())).shape[:1] if batched else ()
     if not pairs:

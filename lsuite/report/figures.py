@@ -66,10 +66,13 @@ def plot_final(runs: Sequence[Run], metric: str, swept: Sequence[str], path: Pat
     for axes, key in zip(figure.subplots(1, len(swept), squeeze=False)[0], swept, strict=True):
         others = [k for k in swept if k != key]
         lines: dict[str, list[tuple[Value, float]]] = defaultdict(list)
+        order: dict[str, tuple[tuple[int, float, str], ...]] = {}
         for run in done:
-            lines[label(run, others)].append((run.hyperparameters.get(key), finals[run.name]))
-        for name, points in sorted(lines.items()):
-            _draw(axes, points, name if others else None)
+            name = label(run, others)
+            lines[name].append((run.hyperparameters.get(key), finals[run.name]))
+            order[name] = tuple(_sort_key(run.hyperparameters.get(k)) for k in others)
+        for name in sorted(lines, key=order.__getitem__):
+            _draw(axes, lines[name], name if others else None)
         _scale_x(axes, [x for points in lines.values() for x, _ in points])
         axes.set_xlabel(key)
         axes.set_ylabel(metric)
@@ -123,12 +126,8 @@ def plot_training(
 
 def _draw(axes: Axes, points: list[tuple[Value, float]], name: str | None) -> None:
     numeric = all(_is_number(x) for x, _ in points)
-    if numeric:
-        points = sorted(points, key=lambda p: float(p[0]))  # type: ignore[arg-type]
-        xs: list[float | str] = [float(x) for x, _ in points]  # type: ignore[arg-type]
-    else:
-        points = sorted(points, key=lambda p: str(p[0]))
-        xs = [str(x) for x, _ in points]
+    points = sorted(points, key=lambda p: _sort_key(p[0]))
+    xs: list[float | str] = [float(x) if numeric else str(x) for x, _ in points]  # type: ignore[arg-type]
     axes.plot(xs, [y for _, y in points], marker="o", label=name)
 
 
@@ -145,6 +144,13 @@ def _scale_x(axes: Axes, xs: list[Value]) -> None:
     else:
         axes.set_xscale("log")
     axes.set_xticks(values, [f"{v:g}" for v in values])
+
+
+def _sort_key(value: Value) -> tuple[int, float, str]:
+    """Order numbers by value, before any text."""
+    if _is_number(value):
+        return (0, float(value), "")  # type: ignore[arg-type]
+    return (1, 0.0, str(value))
 
 
 def _is_number(value: Value) -> bool:

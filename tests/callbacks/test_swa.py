@@ -9,6 +9,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import StochasticWeightAveraging as LightningSWA
+from lightning.pytorch.callbacks import WeightAveraging
 from omegaconf import OmegaConf, open_dict
 from probe_fixtures import LossProbe
 from torch import nn
@@ -143,6 +144,27 @@ def test_probe_says_current_when_training_stops_before_the_average_is_loaded(tmp
     assert [r["weights"] for r in records] == ["current"]
 
 
+def test_probe_label_with_lightning_weight_averaging(tmp_path):
+    """Lightning's WeightAveraging loads its average (here, of every step) when training ends."""
+    module = Classifier(
+        make_net(bn=False), optimizer=partial(torch.optim.SGD, lr=0.1), num_classes=3
+    )
+    probe = ProbeCallback(LossProbe("fit_end_loss"), on_fit_end=True)
+    trainer = Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        callbacks=[WeightAveraging(), probe],
+        default_root_dir=tmp_path,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, train_dataloaders=make_loader())
+    records = read_records(tmp_path / "probes" / "fit_end_loss.jsonl")
+    assert [r["weights"] for r in records] == ["swa_average"]
+
+
 def compose_train(overrides):
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
@@ -170,3 +192,22 @@ def test_swa_with_two_optimizers_fails_naming_the_key():
         cfg.optim = {"encoder": sgd, "head": sgd}
     with pytest.raises(ConfigError, match=r"^callbacks\.swa: got 2 optimizers under optim"):
         validate(cfg)
+
+
+def test_flat_minima_sweep_jobs_validate_and_probe_at_fit_end_only():
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        base = compose("train", overrides=["experiment=flat_minima"], return_hydra_config=True)
+        sweep = base.hydra.sweeper.params
+        assert dict(sweep) == {"optim": "sgd,sam", "callbacks": "default,swa"}
+        for optim in sweep.optim.split(","):
+            for callbacks in sweep.callbacks.split(","):
+                overrides = ["experiment=flat_minima", f"optim={optim}", f"callbacks={callbacks}"]
+                cfg = compose("train", overrides=overrides)
+                validate(cfg)
+                assert ("swa" in cfg.callbacks) == (callbacks == "swa")
+                assert cfg.callbacks.model_checkpoint is None
+                assert not cfg.trainer.enable_checkpointing
+                assert set(cfg.probes) == {"hessian_trace", "hessian_eigs", "sharpness"}
+                for probe in cfg.probes.values():
+                    assert probe.every_n_epochs is None and probe.on_fit_end

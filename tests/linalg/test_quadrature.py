@@ -17,8 +17,13 @@ def symmetric(values, seed=0):
 
 def slq(a, runs, steps, seed=0):
     return stochastic_lanczos_quadrature(
-        lambda v: a @ v, a.shape[0], num_runs=runs, num_steps=steps,
-        generator=torch.Generator().manual_seed(seed), dtype=F64, device=torch.device("cpu"),
+        lambda v: a @ v,
+        a.shape[0],
+        num_runs=runs,
+        num_steps=steps,
+        generator=torch.Generator().manual_seed(seed),
+        dtype=F64,
+        device=torch.device("cpu"),
     )
 
 
@@ -31,13 +36,19 @@ def test_each_rule_has_unit_mass_and_matches_the_start_vector_moments():
         # Re-draw the same Rademacher start vector: the rule integrates t and t^2 exactly.
         v = (2 * torch.randint(0, 2, (1, 60), generator=g, dtype=F64) - 1)[0]
         assert float(rule.weights.sum()) == pytest.approx(1.0, abs=1e-12)
-        assert float((rule.weights * rule.nodes).sum()) == pytest.approx(float(v @ a @ v) / 60, rel=1e-10)
-        assert float((rule.weights * rule.nodes**2).sum()) == pytest.approx(float(v @ a @ a @ v) / 60, rel=1e-10)
+        assert float((rule.weights * rule.nodes).sum()) == pytest.approx(
+            float(v @ a @ v) / 60, rel=1e-10
+        )
+        assert float((rule.weights * rule.nodes**2).sum()) == pytest.approx(
+            float(v @ a @ a @ v) / 60, rel=1e-10
+        )
         assert torch.all(rule.nodes[1:] >= rule.nodes[:-1])
 
 
 def test_moments_estimate_trace_and_frobenius_norm():
-    a = symmetric((torch.randn(100, generator=torch.Generator().manual_seed(1), dtype=F64) + 0.5).tolist())
+    a = symmetric(
+        (torch.randn(100, generator=torch.Generator().manual_seed(1), dtype=F64) + 0.5).tolist()
+    )
     runs = 40
     rules, _ = slq(a, runs, 8)
     first = torch.stack([(r.weights * r.nodes).sum() for r in rules])
@@ -68,4 +79,6 @@ def test_gaussian_density_integrates_to_one_and_peaks_at_nodes():
     density = gaussian_density(rules, grid, 0.05)
     assert float(torch.trapezoid(density, grid)) == pytest.approx(1.0, abs=1e-6)
     # Mass 0.625 at 0 and 0.375 at 1.
-    assert float(density[grid.sub(0.0).abs().argmin()]) == pytest.approx(0.625 / (0.05 * math.sqrt(2 * math.pi)), rel=1e-6)
+    assert float(density[grid.sub(0.0).abs().argmin()]) == pytest.approx(
+        0.625 / (0.05 * math.sqrt(2 * math.pi)), rel=1e-6
+    )

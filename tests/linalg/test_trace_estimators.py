@@ -1,3 +1,4 @@
+import itertools
 import math
 
 import pytest
@@ -16,7 +17,9 @@ def symmetric(n, seed=0, decay=None):
     if decay is None:
         values = torch.randn(n, generator=g, dtype=F64) + 0.3
     else:
-        values = 50.0 * decay ** torch.arange(n, dtype=F64) + 0.01 * torch.randn(n, generator=g, dtype=F64)
+        values = 50.0 * decay ** torch.arange(n, dtype=F64) + 0.01 * torch.randn(
+            n, generator=g, dtype=F64
+        )
     return q @ torch.diag(values) @ q.T
 
 
@@ -80,7 +83,9 @@ def test_hutchpp_is_exact_when_the_sketch_spans_the_space():
     assert out.trace == pytest.approx(float(torch.trace(a)), rel=1e-12)
     assert out.num_matvecs == 20  # no residual samples are needed
     assert out.stderr == 0.0
-    assert out.blocks.tolist() == pytest.approx([float(torch.trace(a[:3, :3])), float(torch.trace(a[3:, 3:]))], rel=1e-10)
+    assert out.blocks.tolist() == pytest.approx(
+        [float(torch.trace(a[:3, :3])), float(torch.trace(a[3:, 3:]))], rel=1e-10
+    )
 
 
 @pytest.mark.parametrize("fn", [hutchinson, hutchpp], ids=["hutchinson", "hutchpp"])
@@ -92,7 +97,7 @@ def test_block_traces_sum_to_the_trace_and_are_unbiased(fn):
         assert float(r.blocks.sum()) == pytest.approx(r.trace, rel=1e-12, abs=1e-12)
     blocks = torch.stack([r.blocks for r in runs])  # (runs, B)
     starts = [0, 5, 15, 30]
-    exact = torch.tensor([float(torch.trace(a[s:e, s:e])) for s, e in zip(starts, starts[1:])])
+    exact = torch.tensor([float(torch.trace(a[s:e, s:e])) for s, e in itertools.pairwise(starts)])
     sem = blocks.std(0) / math.sqrt(len(runs))
     assert torch.all((blocks.mean(0) - exact).abs() < 4.5 * sem)
 

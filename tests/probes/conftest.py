@@ -67,10 +67,15 @@ def mlp_case(seed=0):
     """MLP 6-16-10-3 with tanh (315 parameters), three batches of 5, 9 and 3 samples."""
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 10), nn.Tanh(), nn.Linear(10, 3))
+    model = nn.Sequential(
+        nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 10), nn.Tanh(), nn.Linear(10, 3)
+    )
     model = model.double()
     batches = [
-        (torch.randn(n, 6, generator=g, dtype=torch.float64), torch.randint(0, 3, (n,), generator=g))
+        (
+            torch.randn(n, 6, generator=g, dtype=torch.float64),
+            torch.randint(0, 3, (n,), generator=g),
+        )
         for n in BATCH_SIZES
     ]
     return make_case("mlp", model, batches)
@@ -111,7 +116,10 @@ class Quadratic(nn.Module):
         g = torch.Generator().manual_seed(seed)
         size = len(eigenvalues)
         basis, _ = torch.linalg.qr(torch.randn(size, size, generator=g, dtype=torch.float64))
-        self.register_buffer("matrix", basis @ torch.diag(torch.as_tensor(eigenvalues, dtype=torch.float64)) @ basis.T)
+        self.register_buffer(
+            "matrix",
+            basis @ torch.diag(torch.as_tensor(eigenvalues, dtype=torch.float64)) @ basis.T,
+        )
         self.register_buffer("optimum", torch.randn(size, generator=g, dtype=torch.float64))
         self.w = nn.Parameter(torch.randn(size, generator=g, dtype=torch.float64))
 

@@ -61,7 +61,9 @@ def test_result_does_not_depend_on_how_data_is_split(mlp):
     x = torch.cat([b[0] for b in mlp.batches])
     y = torch.cat([b[1] for b in mlp.batches])
     one = HessianOperator(mlp.point(), DataSource([(x, y)]))
-    many = HessianOperator(mlp.point(), DataSource([(x[i : i + 1], y[i : i + 1]) for i in range(len(y))]))
+    many = HessianOperator(
+        mlp.point(), DataSource([(x[i : i + 1], y[i : i + 1]) for i in range(len(y))])
+    )
     v = torch.randn(one.size, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     assert rel(one.matvec(v), many.matvec(v)) < 1e-12
     assert rel(one.matvec(v), mlp.hessian @ v) < 1e-10
@@ -101,7 +103,8 @@ def worker(rank, world):
     point = snapshot(model, F.cross_entropy)
     source = DataSource(batches[rank::world], reduce_sum=reduce_sum, world_size=world, rank=rank)
     out = {"hv": HessianOperator(point, source).matvec(v).tolist()}
-    for key, probe in PROBES.items():
+    for key, (cls, kwargs) in PROBE_SPECS.items():
+        probe = globals()[cls](**kwargs)
         generator = torch.Generator().manual_seed(0)
         out[key] = probe.run(point, {"train": source}, generator=generator).to_dict()
     with open(f"{sys.argv[2]}.{rank}", "w") as f:
@@ -120,11 +123,11 @@ if __name__ == "__main__":
     sys.exit(max(p.exitcode for p in ranks))
 """
 
-PROBES = """{
-    "trace": HessianTrace(num_matvecs=30, rel_stderr=None),
-    "eigs": HessianEigenvalues(k=2, which="both"),
-    "spectrum": HessianSpectrum(num_runs=2, lanczos_steps=10),
-}"""
+PROBE_SPECS = {
+    "trace": ("HessianTrace", {"num_matvecs": 30, "rel_stderr": None}),
+    "eigs": ("HessianEigenvalues", {"k": 2, "which": "both"}),
+    "spectrum": ("HessianSpectrum", {"num_runs": 2, "lanczos_steps": 10}),
+}
 
 
 @pytest.mark.ddp
@@ -140,17 +143,27 @@ def test_two_gloo_ranks_equal_one_process(mlp, tmp_path):
     batches = [*mlp.batches, (mlp.batches[0][0][:2], mlp.batches[0][1][:2])]  # 4 batches
     v = torch.randn(mlp.hessian.shape[0], dtype=torch.float64)
     torch.save((mlp.model, batches, v), tmp_path / "inputs.pt")
-    script = DDP_SCRIPT.replace("\n\ndef reduce_sum", f"\nPROBES = {PROBES}\n\n\ndef reduce_sum", 1)
+    script = DDP_SCRIPT.replace(
+        "\n\ndef reduce_sum", f"\nPROBE_SPECS = {PROBE_SPECS!r}\n\n\ndef reduce_sum", 1
+    )
     (tmp_path / "worker.py").write_text(script)
-    cmd = [sys.executable, str(tmp_path / "worker.py"), str(tmp_path / "inputs.pt"), str(tmp_path / "out")]
+    cmd = [
+        sys.executable,
+        str(tmp_path / "worker.py"),
+        str(tmp_path / "inputs.pt"),
+        str(tmp_path / "out"),
+    ]
     subprocess.run(cmd, check=True, timeout=120, capture_output=True)
     ranks = [json.loads((tmp_path / f"out.{r}").read_text()) for r in (0, 1)]
 
     point = snapshot(mlp.model, F.cross_entropy)
     source = DataSource(batches)
     single = {"hv": HessianOperator(point, source).matvec(v).tolist()}
-    for key, probe in eval(PROBES).items():
-        result = probe.run(point, {"train": source}, generator=torch.Generator().manual_seed(0))
+    classes = {c.__name__: c for c in (HessianTrace, HessianEigenvalues, HessianSpectrum)}
+    for key, (cls, kwargs) in PROBE_SPECS.items():
+        result = classes[cls](**kwargs).run(
+            point, {"train": source}, generator=torch.Generator().manual_seed(0)
+        )
         single[key] = result.to_dict()
     assert ranks[0] == ranks[1]  # every rank holds the same result
     assert ranks[0]["hv"] == pytest.approx(single["hv"], rel=1e-10, abs=1e-12)
@@ -192,7 +205,9 @@ def finite_difference_hvp(point, batches, v, eps=1e-5):
             b[1].shape[0] / n * point.loss_fn(point.outputs(b[0], params, buffers), b[1])
             for b in batches
         )
-        return flatten(dict(zip(params, torch.autograd.grad(loss, list(params.values())), strict=True)))
+        return flatten(
+            dict(zip(params, torch.autograd.grad(loss, list(params.values())), strict=True))
+        )
 
     w = flatten(point.params)
     return (grad(w + eps * v) - grad(w - eps * v)) / (2 * eps)
@@ -241,7 +256,9 @@ def test_linear_gradient_gives_zero_hessian():
         return (outputs.squeeze(-1) - targets).mean()
 
     op = HessianOperator(snapshot(model, linear_loss), DataSource(batches))
-    assert torch.equal(op.matvec(torch.ones(3, dtype=torch.float64)), torch.zeros(3, dtype=torch.float64))
+    assert torch.equal(
+        op.matvec(torch.ones(3, dtype=torch.float64)), torch.zeros(3, dtype=torch.float64)
+    )
 
 
 def test_works_under_no_grad_and_inference_mode(mlp):

@@ -1,0 +1,305 @@
+"""Loss and accuracy along the straight line between two weight vectors, with its barrier."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from lsuite.errors import ConfigError, require
+from lsuite.functional.params import Params, flatten
+from lsuite.probes.base import Probe, ProbeData, ProbeResult
+from lsuite.probes.grid_eval import (
+    BATCHINGS,
+    Batching,
+    SegmentPoints,
+    SplitValues,
+    batch_norm_statistics,
+    evaluate_points,
+    recompute_batch_norm,
+)
+from lsuite.probes.point import ModelPoint
+from lsuite.probes.weight_anchors import WeightHistory, check_anchors, check_spec
+
+
+@dataclasses.dataclass(frozen=True)
+class InterpolationResult(ProbeResult):
+    """Loss and accuracy at ``w(alpha) = (1 - alpha) w_start + alpha w_end`` on each split.
+
+    ``alpha`` runs from 0 (start) to 1 (end, the measured weights); values outside ``[0, 1]``
+    extrapolate. The barrier of a curve ``f`` is ``max_alpha [f(alpha) - ((1 - alpha) f(0) +
+    alpha f(1))]`` over the grid points in ``[0, 1]`` (Frankle, Dziugaite, Roy, Carbin 2020,
+    "Linear Mode Connectivity and the Lottery Ticket Hypothesis"); it is 0 when the curve never
+    rises above the chord.
+
+    Attributes:
+        alpha: ``(N,)`` positions.
+        loss: split -> ``(N,)`` mean loss.
+        accuracy: split -> ``(N,)`` top-1 accuracy, or None when the targets are not classes.
+        loss_barrier: split -> loss barrier (>= 0).
+        loss_barrier_alpha: split -> ``alpha`` where the loss barrier is attained.
+        error_barrier: split -> barrier of the error ``1 - accuracy`` (None without accuracy).
+        error_barrier_alpha: split -> its location (None without accuracy).
+        monotonic: split -> whether the loss never rises along ``alpha`` in ``[0, 1]`` (Lucas,
+            Bae, Zhang, Fort, Zemel, Grosse 2021, "Analyzing Monotonic Linear Interpolation in
+            Neural Network Loss Landscapes").
+        max_rise: split -> the largest ``loss(a') - loss(a)`` over ``0 <= a < a' <= 1`` (0 when
+            monotonic).
+        start: what ``alpha = 0`` is (``"init"``, ``"epoch:N"``, a path, or ``"anchor"`` when
+            given as a keyword).
+        start_distance: ``||w_end - w_start||`` (Euclidean, over all trainable parameters).
+        bn_statistics: BatchNorm statistics used at every point: ``"none"``, ``"batch"``,
+            ``"recomputed"`` (on ``bn_recompute_batches`` training batches per rank), or
+            ``"point"`` (the end point's running statistics).
+        batching: how points were evaluated, ``"vmap"`` or ``"loop"``.
+        num_samples: split -> probe samples (all ranks).
+    """
+
+    alpha: list[float]
+    loss: dict[str, list[float]]
+    accuracy: dict[str, list[float]] | None
+    loss_barrier: dict[str, float]
+    loss_barrier_alpha: dict[str, float]
+    error_barrier: dict[str, float] | None
+    error_barrier_alpha: dict[str, float] | None
+    monotonic: dict[str, bool]
+    max_rise: dict[str, float]
+    start: str
+    start_distance: float
+    bn_statistics: str
+    batching: str
+    num_samples: dict[str, int]
+
+    def scalars(self) -> dict[str, float]:
+        """Return ``<split>_loss_barrier``, ``<split>_error_barrier``, ``<split>_max_rise``, ..."""
+        out: dict[str, float] = {"start_distance": self.start_distance}
+        for split in self.loss:
+            out[f"{split}_loss_barrier"] = self.loss_barrier[split]
+            out[f"{split}_loss_barrier_alpha"] = self.loss_barrier_alpha[split]
+            out[f"{split}_max_rise"] = self.max_rise[split]
+            out[f"{split}_monotonic"] = float(self.monotonic[split])
+            if self.error_barrier is not None and self.error_barrier_alpha is not None:
+                out[f"{split}_error_barrier"] = self.error_barrier[split]
+                out[f"{split}_error_barrier_alpha"] = self.error_barrier_alpha[split]
+        return out
+
+
+class Interpolation(Probe):
+    """Evaluate the loss and accuracy along the line from a start point to the measured weights.
+
+    Standalone: ``Interpolation(num_points=25).measure(model, batches, start=weights)``, with
+    ``start`` (a module or state dict) at ``alpha = 0`` and ``model`` at ``alpha = 1``. In
+    training (`ProbeCallback`), ``start`` names the weights: ``"init"`` (monotonic linear
+    interpolation from initialisation), ``"epoch:N"``, ``"step:N"``, or a checkpoint / state-dict
+    path (e.g. another run's ``last.ckpt``); see `lsuite.probes.weight_anchors`. Every point is
+    evaluated on every split given (train and val when both are). Under DDP each rank evaluates
+    every point on its share of the batches (see `lsuite.probes.grid_eval`).
+
+    Args:
+        num_points: grid points ``N >= 2``, evenly spaced over ``alpha_range``.
+        alpha_range: ``(first, last)``; the grid must contain 0 and 1, e.g. ``(0, 1)`` or
+            ``(-0.5, 1.5)`` with ``num_points`` 21 or 25.
+        start: weights at ``alpha = 0`` when no ``start=`` anchor is given.
+        bn_recompute_batches: when > 0, recompute BatchNorm running statistics at every
+            ``alpha`` on that many training probe batches per rank (as in mode-connectivity
+            work); when 0, every point uses the end point's running statistics.
+        batching: ``"auto"``, ``"vmap"`` or ``"loop"`` (see `lsuite.probes.grid_eval`).
+        name: probe name (default ``"interpolation"``).
+
+    Raises:
+        ConfigError: for an argument out of range.
+    """
+
+    def __init__(
+        self,
+        num_points: int = 25,
+        alpha_range: Sequence[float] = (0.0, 1.0),
+        start: str = "init",
+        bn_recompute_batches: int = 0,
+        batching: Batching = "auto",
+        name: str | None = None,
+    ) -> None:
+        super().__init__(name)
+        require(
+            isinstance(num_points, int) and not isinstance(num_points, bool) and num_points >= 2,
+            "num_points",
+            num_points,
+            "an int >= 2",
+        )
+        self.alphas = _grid(alpha_range, num_points)
+        self.num_points = num_points
+        self.alpha_range = (float(alpha_range[0]), float(alpha_range[1]))
+        self.start = check_spec(start, "start")
+        require(
+            isinstance(bn_recompute_batches, int) and bn_recompute_batches >= 0,
+            "bn_recompute_batches",
+            bn_recompute_batches,
+            "an int >= 0",
+        )
+        self.bn_recompute_batches = bn_recompute_batches
+        require(batching in BATCHINGS, "batching", batching, f"one of {list(BATCHINGS)}")
+        self.batching: Batching = batching
+        self.history = WeightHistory([self.start])
+
+    def run(
+        self, point: ModelPoint, data: ProbeData, *, generator: torch.Generator, **anchors: Params
+    ) -> InterpolationResult:
+        """Evaluate the line from the start weights (``alpha = 0``) to ``point`` (``alpha = 1``).
+
+        Args:
+            point: the end point.
+            data: probe batches by split; every split is evaluated.
+            generator: unused (the probe draws nothing).
+            **anchors: ``start=`` weights, overriding the ``start`` spec.
+
+        Returns:
+            The curves, barriers and monotonicity.
+
+        Raises:
+            ConfigError: for an unknown anchor, start weights that are not available, or
+                ``bn_recompute_batches`` without training data or BatchNorm.
+        """
+        del generator
+        check_anchors(anchors, {"start"}, self.name)
+        if "start" in anchors:
+            start, label = anchors["start"], "anchor"
+        else:
+            start = self.history.resolve(self.start, point.params, {}, "start")
+            label = self.start
+        buffers_fn = None
+        if self.bn_recompute_batches > 0:
+            if "train" not in data or point.bn_mode == "train":
+                raise ConfigError(
+                    "bn_recompute_batches: got "
+                    f"{self.bn_recompute_batches}; expected 0 unless the probe gets 'train' data "
+                    "and runs with bn_mode 'eval'"
+                )
+            source, count = data["train"], self.bn_recompute_batches
+
+            def buffers_fn(params: Params) -> Params:
+                return recompute_batch_norm(point, params, source, count)
+
+        end_flat = flatten(point.params)
+        start_flat = flatten(start)
+        points = SegmentPoints(start_flat, end_flat, self.alphas)
+        values, mode = evaluate_points(
+            point, data, points, batching=self.batching, buffers_fn=buffers_fn
+        )
+        return _result(
+            self.alphas,
+            values,
+            {k: s.num_samples for k, s in data.items()},
+            start=label,
+            start_distance=float(torch.linalg.vector_norm((end_flat - start_flat).double())),
+            bn_statistics=batch_norm_statistics(point, recomputed=buffers_fn is not None),
+            batching=mode,
+        )
+
+    def observe(self, params: Params, *, step: int, epoch: int) -> None:
+        """Keep the weights the ``start`` spec names (e.g. at step 0 for ``"init"``).
+
+        Args:
+            params: detached copies of the trainable parameters.
+            step: the trainer's global step.
+            epoch: the current epoch.
+        """
+        self.history.observe(params, step=step, epoch=epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the kept start weights (CPU tensors)."""
+        return self.history.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the weights saved by `state_dict`."""
+        self.history.load_state_dict(state)
+
+    def __repr__(self) -> str:
+        return (
+            f"Interpolation(num_points={self.num_points}, alpha_range={self.alpha_range}, "
+            f"start={self.start!r}, name={self.name!r})"
+        )
+
+
+def barrier(alpha: Sequence[float], values: Sequence[float]) -> tuple[float, float]:
+    """Return the largest rise of ``values`` above the chord from ``alpha = 0`` to ``alpha = 1``.
+
+    Args:
+        alpha: grid positions containing 0 and 1.
+        values: curve values at ``alpha``.
+
+    Returns:
+        ``(barrier, alpha_at_barrier)``; the barrier is at least 0 (attained at an end).
+    """
+    at = {a: v for a, v in zip(alpha, values, strict=True)}
+    first, last = at[0.0], at[1.0]
+    best, where = 0.0, 0.0
+    for a, v in zip(alpha, values, strict=True):
+        if 0.0 <= a <= 1.0:
+            gap = v - ((1.0 - a) * first + a * last)
+            if gap > best:
+                best, where = gap, a
+    return best, where
+
+
+def max_rise(alpha: Sequence[float], values: Sequence[float]) -> float:
+    """Return the largest increase ``values(a') - values(a)`` over ``0 <= a < a' <= 1`` (>= 0)."""
+    lowest = float("inf")
+    rise = 0.0
+    for a, v in zip(alpha, values, strict=True):
+        if 0.0 <= a <= 1.0:
+            rise = max(rise, v - lowest)
+            lowest = min(lowest, v)
+    return rise
+
+
+def _grid(alpha_range: Sequence[float], num_points: int) -> list[float]:
+    ok = (
+        isinstance(alpha_range, Sequence)
+        and len(alpha_range) == 2
+        and all(isinstance(a, (int, float)) for a in alpha_range)
+        and alpha_range[0] <= 0.0
+        and alpha_range[1] >= 1.0
+    )
+    require(ok, "alpha_range", alpha_range, "(first, last) with first <= 0 and last >= 1")
+    first, last = float(alpha_range[0]), float(alpha_range[1])
+    grid = [first + (last - first) * i / (num_points - 1) for i in range(num_points)]
+    snapped = [round(a) if abs(a - round(a)) < 1e-9 and round(a) in (0, 1) else a for a in grid]
+    require(
+        0.0 in snapped and 1.0 in snapped,
+        "num_points",
+        num_points,
+        f"a count whose grid over {tuple(alpha_range)} contains 0 and 1 "
+        "(e.g. 25 for (0, 1), 21 or 25 for (-0.5, 1.5))",
+    )
+    return [float(a) for a in snapped]
+
+
+def _result(
+    alpha: list[float],
+    values: dict[str, SplitValues],
+    num_samples: dict[str, int],
+    **meta: Any,
+) -> InterpolationResult:
+    loss = {k: v.loss.tolist() for k, v in values.items()}
+    has_accuracy = all(v.accuracy is not None for v in values.values())
+    accuracy = {k: v.accuracy.tolist() for k, v in values.items() if v.accuracy is not None}
+    loss_barriers = {k: barrier(alpha, curve) for k, curve in loss.items()}
+    error_barriers = {k: barrier(alpha, [1.0 - a for a in curve]) for k, curve in accuracy.items()}
+    rises = {k: max_rise(alpha, curve) for k, curve in loss.items()}
+    return InterpolationResult(
+        alpha=alpha,
+        loss=loss,
+        accuracy=accuracy if has_accuracy else None,
+        loss_barrier={k: b for k, (b, _) in loss_barriers.items()},
+        loss_barrier_alpha={k: a for k, (_, a) in loss_barriers.items()},
+        error_barrier={k: b for k, (b, _) in error_barriers.items()} if has_accuracy else None,
+        error_barrier_alpha=(
+            {k: a for k, (_, a) in error_barriers.items()} if has_accuracy else None
+        ),
+        monotonic={k: r == 0.0 for k, r in rises.items()},
+        max_rise=rises,
+        num_samples=num_samples,
+        **meta,
+    )
