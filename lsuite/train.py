@@ -13,6 +13,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from lsuite.callbacks.probe_callback import ProbeCallback
+from lsuite.callbacks.swa import holds_average
 from lsuite.config.build import (
     build_callbacks,
     build_datamodule,
@@ -55,14 +56,25 @@ def train(cfg: DictConfig) -> dict[str, float]:
         logger.log_hyperparams(resolved)
     trainer.fit(module, datamodule=datamodule)
     if cfg.test:
-        checkpoint = trainer.checkpoint_callback
-        best = isinstance(checkpoint, ModelCheckpoint) and bool(checkpoint.best_model_path)
-        trainer.test(module, datamodule=datamodule, ckpt_path="best" if best else None)
+        trainer.test(module, datamodule=datamodule, ckpt_path=_test_checkpoint(trainer))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     if trainer.is_global_zero:
         print(summary(trainer, run_dir, metrics))
     _finish_wandb(loggers)
     return metrics
+
+
+def _test_checkpoint(trainer: Trainer) -> str | None:
+    """Return ``"best"`` when a best checkpoint exists, else None (test the final weights).
+
+    Averaged weights (SWA) are never in a checkpoint taken during training, so runs that end with
+    them are tested on the final weights.
+    """
+    if any(holds_average(c, trainer, fit_ended=True) for c in trainer.callbacks):
+        return None
+    checkpoint = trainer.checkpoint_callback
+    best = isinstance(checkpoint, ModelCheckpoint) and bool(checkpoint.best_model_path)
+    return "best" if best else None
 
 
 def summary(trainer: Trainer, run_dir: Path, metrics: dict[str, float]) -> str:

@@ -143,15 +143,16 @@ def loss_landscapes_directions(
     return out
 
 
-def median_time(fn: Callable[[], object], repeats: int) -> list[float]:
-    """Return the wall times of ``repeats`` calls (after one warm-up call)."""
+def timed(fn: Callable[[], object]) -> tuple[float, float]:
+    """Return the wall and process CPU time of one call of ``fn``."""
+    wall, cpu = time.perf_counter(), time.process_time()
     fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def medians(times: list[tuple[float, float]]) -> tuple[float, float]:
+    """Return the median wall and median CPU time."""
+    return statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)
 
 
 def bench_case(case: Case, steps: int, points: int, repeats: int) -> list[tuple[str, ...]]:
@@ -164,12 +165,13 @@ def bench_case(case: Case, steps: int, points: int, repeats: int) -> list[tuple[
     point = snapshot(model, F.cross_entropy)
     data = {"train": DataSource([(x, y)])}
 
-    def forward() -> None:
+    def forward() -> tuple[float, float]:
+        """Median wall and CPU time of one of 30 no_grad forwards."""
         with torch.no_grad():
-            model(x)
+            return medians([timed(lambda: model(x)) for _ in range(30)])
 
-    reps = max(3, 20 // max(1, int(case.name == "resnet") * 10))
-    forward_time = statistics.median(median_time(forward, reps))
+    forward()
+    forward_times = [forward()]
     half = steps // 2
     axis = [float(i - half) for i in range(steps)]  # symmetric, contains 0
     directions = loss_landscapes_directions(model, seed=0, steps=steps)
@@ -203,26 +205,32 @@ def bench_case(case: Case, steps: int, points: int, repeats: int) -> list[tuple[
         times_theirs, times_ours = [], []
         theirs()
         ours()
-        for _ in range(repeats):  # interleaved, so load changes hit both alike
-            times_theirs.append(median_time(theirs, 1)[0])
-            times_ours.append(median_time(ours, 1)[0])
+        for _ in range(repeats):  # interleaved, so load changes hit all three alike
+            forward_times.append(forward())
+            times_theirs.append(timed(theirs))
+            times_ours.append(timed(ours))
         n = grid_points[section]
-        t_theirs, t_ours = statistics.median(times_theirs), statistics.median(times_ours)
+        forward_time = medians(forward_times)
+        t_theirs, t_ours = medians(times_theirs), medians(times_ours)
         label = f"{steps}x{steps} plane" if section == "plane" else f"{points}-point interpolation"
-        for method, t in (("loss-landscapes", t_theirs), ("lsuite", t_ours)):
+        for method, (wall, cpu) in (("loss-landscapes", t_theirs), ("lsuite", t_ours)):
             rows.append(
                 (
                     case.name,
                     label,
                     method,
-                    f"{t:.3f}",
-                    f"{t / n * 1e3:.2f}",
-                    f"{t / n / forward_time:.2f}",
-                    f"{t / t_theirs:.2f}",
+                    f"{wall:.3f}",
+                    f"{wall / n * 1e3:.2f}",
+                    f"{wall / n / forward_time[0]:.2f}",
+                    f"{cpu / n / forward_time[1]:.2f}",
+                    f"{wall / t_theirs[0]:.2f}",
+                    f"{cpu / t_theirs[1]:.2f}",
                 )
             )
+    forward_time = medians(forward_times)
     rows.append(_modes_row(case, point, data, directions, forward_time, repeats))
-    return [("# forward", case.name, f"{forward_time * 1e3:.2f} ms", case.note), *rows]
+    forward_ms = f"{forward_time[0] * 1e3:.3f} ms wall, {forward_time[1] * 1e3:.3f} ms CPU"
+    return [("# forward", case.name, forward_ms, case.note), *rows]
 
 
 def _modes_row(
@@ -230,7 +238,7 @@ def _modes_row(
     point: object,
     data: dict[str, DataSource],
     directions: list[dict[str, torch.Tensor]],
-    forward_time: float,
+    forward_time: tuple[float, float],
     repeats: int,
 ) -> tuple[str, ...]:
     """Per-point cost of ``loop`` and ``vmap`` on a 5 x 5 sub-grid, and the ``auto`` choice."""
@@ -239,19 +247,22 @@ def _modes_row(
     grid = torch.cartesian_prod(torch.linspace(-2, 2, 5), torch.linspace(-2, 2, 5)).double()
     stacked = torch.stack([flatten(d) for d in directions])
     points = AffinePoints(flatten(point.params), stacked, grid)  # type: ignore[attr-defined]
-    costs = {}
+    costs: dict[str, str] = {}
     for mode in ("loop", "vmap"):
 
         def run(mode: str = mode) -> None:
             evaluate_points(point, data, points, batching=mode)  # type: ignore[arg-type]
 
-        costs[mode] = statistics.median(median_time(run, max(1, repeats))) / len(points)
+        run()
+        wall, cpu = medians([timed(run) for _ in range(max(1, repeats))])
+        per_point = (wall / len(points) / forward_time[0], cpu / len(points) / forward_time[1])
+        costs[mode] = f"{per_point[0]:.2f} ({per_point[1]:.2f} CPU)"
     auto, chunk = choose_batching(point, data["train"].batches, 441)  # type: ignore[arg-type]
     return (
         "# modes",
         case.name,
-        f"loop {costs['loop'] / forward_time:.2f}",
-        f"vmap {costs['vmap'] / forward_time:.2f} fwd-eq/pt",
+        f"loop {costs['loop']},",
+        f"vmap {costs['vmap']} fwd-eq/pt on 5x5;",
         f"auto -> {auto} (chunk {chunk})",
     )
 
@@ -289,7 +300,17 @@ def main(argv: list[str] | None = None) -> int:
         f"{-(steps // 2)}..{steps // 2} steps), loss-landscapes' zig-zag grid without it; "
         f"interpolation: {points} points"
     )
-    header = ("model", "section", "method", "median s", "ms/point", "fwd-eq/pt", "x ll")
+    header = (
+        "model",
+        "section",
+        "method",
+        "median s",
+        "ms/point",
+        "fwd-eq/pt",
+        "fwd-eq/pt (CPU)",
+        "x ll",
+        "x ll (CPU)",
+    )
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     builders = {"mlp": digits_mlp, "resnet": resnet}

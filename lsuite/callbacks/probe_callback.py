@@ -127,7 +127,9 @@ class ProbeCallback(Callback):
         self.plots = plots
         self.last_step = -1
         self.num_records = 0
-        self._recorded_steps: set[int] = set()
+        self.last_weights = "current"
+        # (step, weights label) of every record in the file: a resumed run does not repeat them.
+        self._recorded: set[tuple[int, str]] = set()
         self._batches: dict[str, list[Any]] = {}
         self._skeleton: torch.nn.Module | None = None
         self._root: Path | None = None
@@ -154,7 +156,11 @@ class ProbeCallback(Callback):
             self.num_batches,
             f"an int >= the number of processes ({trainer.world_size})",
         )
-        self._recorded_steps = {r["step"] for r in read_records(self.records_path) if "step" in r}
+        self._recorded = {
+            (r["step"], r.get("weights", "current"))
+            for r in read_records(self.records_path)
+            if "step" in r
+        }
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Show the probe the weights at the start of training."""
@@ -188,6 +194,7 @@ class ProbeCallback(Callback):
         """Return the schedule state and the probe's own state."""
         return {
             "last_step": self.last_step,
+            "last_weights": self.last_weights,
             "num_records": self.num_records,
             "probe": self.probe.state_dict(),
         }
@@ -195,6 +202,7 @@ class ProbeCallback(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the state saved by `state_dict`, so a resumed run keeps the schedule."""
         self.last_step = state_dict["last_step"]
+        self.last_weights = state_dict.get("last_weights", "current")
         self.num_records = state_dict["num_records"]
         self.probe.load_state_dict(state_dict["probe"])
 
@@ -216,7 +224,13 @@ class ProbeCallback(Callback):
         step = trainer.global_step
         if trainer.fast_dev_run or trainer.sanity_checking:
             return None
-        if step == self.last_step or step in self._recorded_steps:
+        # One measurement per (step, weights): at fit end the averaged weights of SWA are new
+        # weights even when an epoch-end record already exists at the same step.
+        weights = _weights_label(trainer, when)
+        if (step, weights) == (self.last_step, self.last_weights) or (
+            step,
+            weights,
+        ) in self._recorded:
             return None
         start = time.perf_counter()
         optimizers = list(trainer.optimizers)
@@ -234,15 +248,16 @@ class ProbeCallback(Callback):
             "step": step,
             "epoch": trainer.current_epoch,
             "when": when,
-            "weights": _weights_label(trainer, when),
+            "weights": weights,
             "seconds": time.perf_counter() - start,
             "world_size": trainer.world_size,
             **result.to_dict(),
         }
         publish(trainer, self.records_path, record, result.scalars(), plots=self.plots)
         self.last_step = step
+        self.last_weights = weights
         self.num_records += 1
-        self._recorded_steps.add(step)
+        self._recorded.add((step, weights))
         return result
 
     def _data(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, DataSource]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from lightning.pytorch import Trainer
 
+from lsuite.results.curves import curve_table
 from lsuite.results.jsonl import append_record
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ def publish(
         metrics = {f"probe/{name}/{key}": value for key, value in scalars.items()}
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
+        _log_curves(trainer, record)
         if plots:
             _plot(trainer, path.parent.parent / "plots", record)
     trainer.strategy.barrier("lsuite_probe_publish")
@@ -44,9 +46,31 @@ def _plot(trainer: Trainer, directory: Path, record: dict[str, Any]) -> None:
     paths = render(record, directory)
     if not paths:
         return
-    from lightning.pytorch.loggers import WandbLogger
+    for logger in _wandb_loggers(trainer):
+        key = f"probe/{record['probe']}/plot"
+        logger.log_image(key=key, images=[str(p) for p in paths], step=trainer.global_step)
 
-    for logger in trainer.loggers:
-        if isinstance(logger, WandbLogger):
-            key = f"probe/{record['probe']}/plot"
-            logger.log_image(key=key, images=[str(p) for p in paths], step=trainer.global_step)
+
+def _log_curves(trainer: Trainer, record: dict[str, Any]) -> None:
+    """Log an interpolation, line or spectrum record to wandb as a table with a line plot."""
+    loggers = _wandb_loggers(trainer)
+    table = curve_table(record) if loggers else None
+    if table is None:
+        return
+    import wandb
+
+    for logger in loggers:
+        data = wandb.Table(columns=table.columns, data=table.rows)
+        chart = wandb.plot.line(data, table.x, table.y, stroke=table.series, title=table.title)
+        # WandbLogger's x axis is trainer/global_step; wandb's own step is left to wandb.
+        key = f"probe/{record['probe']}/curve"
+        logger.experiment.log({key: chart, "trainer/global_step": trainer.global_step})
+
+
+def _wandb_loggers(trainer: Trainer) -> list[Any]:
+    """Return the trainer's wandb loggers (``lightning`` or ``pytorch_lightning`` ones)."""
+    return [
+        logger
+        for logger in trainer.loggers
+        if any(cls.__name__ == "WandbLogger" for cls in type(logger).__mro__)
+    ]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -106,11 +107,11 @@ class HessianOperator:
         self._buffers = clone(point.buffers) if point.bn_mode == "train" else point.buffers
         self.size = numel(self._like)
         self._sizes = [v.numel() for v in self._like.values()]
-        self._shapes = [(k, v.shape) for k, v in self._like.items()]
+        self._shapes = [v.shape for v in self._like.values()]
         self.dtype = point.dtype
         self.device = point.device
         self.num_matvecs = 0
-        self._graph: tuple[list[Tensor], tuple[Tensor, ...], Tensor] | None = None
+        self._graph: _Graph | None = None
         self._batched_ok = True
 
     def matvec(self, v: Tensor) -> Tensor:
@@ -124,11 +125,9 @@ class HessianOperator:
         """
         if self.engine != "reuse" or len(self.source) == 0:
             return self.matmat(v.unsqueeze(0)).squeeze(0)
-        params, grads, _ = self._reused_graph()
-        v = v.to(device=self.device, dtype=self.dtype)
-        parts = v.split(self._sizes)
-        tangent = {k: t.view(shape) for (k, shape), t in zip(self._shapes, parts, strict=True)}
-        local = _double_backward(grads, params, tangent, False)
+        graph = self._reused_graph()
+        parts = v.to(device=self.device, dtype=self.dtype).split(self._sizes)
+        local = graph.hvp([parts[i].view(self._shapes[i]) for i in graph.active], None, True)
         self.num_matvecs += 1
         return self.source.sum(local)
 
@@ -167,8 +166,7 @@ class HessianOperator:
         if len(self.source) == 0:
             return self.source.sum(torch.zeros(self.size, dtype=self.dtype, device=self.device))
         if self.engine == "reuse":
-            _, grads, _ = self._reused_graph()
-            local = torch.cat([g.detach().reshape(-1) for g in grads])
+            local = torch.cat([g.detach().reshape(-1) for g in self._reused_graph().grads])
         else:
             with _grad_mode():
                 leaves = self._leaves()
@@ -182,7 +180,7 @@ class HessianOperator:
         if len(self.source) == 0:
             local = torch.zeros((), dtype=self.dtype, device=self.device)
         elif self.engine == "reuse":
-            local = self._reused_graph()[2]
+            local = self._reused_graph().loss
         else:
             with torch.no_grad():
                 local = self._mean_loss(self._like)
@@ -201,37 +199,40 @@ class HessianOperator:
             total = total + weight * self._batch_loss(inputs, targets, params)
         return total
 
-    def _reused_graph(self) -> tuple[list[Tensor], tuple[Tensor, ...], Tensor]:
+    def _reused_graph(self) -> _Graph:
         if self._graph is None:
             with _grad_mode():
                 leaves = self._leaves()
                 total = self._mean_loss(leaves)
-                params = list(leaves.values())
-                grads = _grad(total, params, create_graph=True)
-            self._graph = (params, grads, total.detach())
+                self._graph = _Graph.build(total, list(leaves.values()))
         return self._graph
 
     def _matmat_reuse(self, vectors: Tensor) -> Tensor:
-        params, grads, _ = self._reused_graph()
+        graph = self._reused_graph()
+        tangents = list(unflatten(vectors, self._like).values())
         if vectors.shape[0] > 1 and self._batched_ok:
             try:
-                return _double_backward(grads, params, unflatten(vectors, self._like), True)
+                rows = vectors.shape[0]
+                return graph.hvp([tangents[i] for i in graph.active], rows, True)
             except RuntimeError:
                 # Some ops lack a batching rule for their double backward; loop instead.
                 self._batched_ok = False
         return torch.stack(
-            [_double_backward(grads, params, unflatten(v, self._like), False) for v in vectors]
+            [
+                graph.hvp([tangents[i][row] for i in graph.active], None, True)
+                for row in range(vectors.shape[0])
+            ]
         )
 
     def _hvp_recompute(self, v: Tensor) -> Tensor:
         total = torch.zeros_like(v)
-        tangent = unflatten(v, self._like)
+        tangents = list(unflatten(v, self._like).values())
         for (inputs, targets), weight in self.source.weights():
             with _grad_mode():
                 leaves = self._leaves()
-                params = list(leaves.values())
-                grads = _grad(self._batch_loss(inputs, targets, leaves), params, True)
-                hv = _double_backward(grads, params, tangent, False, retain_graph=False)
+                loss = self._batch_loss(inputs, targets, leaves)
+                graph = _Graph.build(loss, list(leaves.values()))
+                hv = graph.hvp([tangents[i] for i in graph.active], None, False)
             total = total + weight * hv
         return total
 
@@ -264,28 +265,39 @@ def _grad(output: Tensor, params: list[Tensor], create_graph: bool) -> tuple[Ten
     )
 
 
-def _double_backward(
-    grads: tuple[Tensor, ...],
-    params: list[Tensor],
-    tangent: Params,
-    batched: bool,
-    retain_graph: bool = True,
-) -> Tensor:
-    """Return ``H v`` (``(P,)``; ``(K, P)`` when ``batched``) by differentiating ``<grads, v>``."""
-    pairs = [(g, t) for g, t in zip(grads, tangent.values(), strict=True) if g.requires_grad]
-    lead = next(iter(tangent.values())).shape[:1] if batched else ()
-    if not pairs:
-        # The gradient does not depend on the parameters: the Hessian is zero.
-        size = sum(p.numel() for p in params)
-        return torch.zeros(*lead, size, dtype=params[0].dtype, device=params[0].device)
-    outputs, grad_outputs = zip(*pairs, strict=True)
-    hv = torch.autograd.grad(
-        outputs,
-        params,
-        grad_outputs=grad_outputs,
-        retain_graph=retain_graph,
-        allow_unused=True,
-        materialize_grads=True,
-        is_grads_batched=batched,
-    )
-    return torch.cat([h.reshape(*lead, -1) for h in hv], dim=-1).detach()
+@dataclass(frozen=True)
+class _Graph:
+    """A differentiable gradient: the leaves, ``grads`` (with graph) and the loss value."""
+
+    params: list[Tensor]
+    grads: tuple[Tensor, ...]
+    loss: Tensor
+    active: list[int]  # indices of gradients that depend on the parameters
+
+    @staticmethod
+    def build(loss: Tensor, params: list[Tensor]) -> _Graph:
+        grads = _grad(loss, params, create_graph=True)
+        active = [i for i, g in enumerate(grads) if g.requires_grad]
+        return _Graph(params, grads, loss.detach(), active)
+
+    def hvp(self, tangents: list[Tensor], rows: int | None, retain_graph: bool) -> Tensor:
+        """Return ``H v`` (``(P,)``; ``(K, P)`` for ``rows=K``) from ``<grads, v>``.
+
+        ``tangents`` holds the entries of ``v`` for the active gradients, shaped like them
+        (with a leading ``K`` for a batch of ``rows=K`` vectors).
+        """
+        lead = () if rows is None else (rows,)
+        if not self.active:
+            # The gradient does not depend on the parameters: the Hessian is zero.
+            size = sum(p.numel() for p in self.params)
+            return self.params[0].new_zeros(*lead, size)
+        hv = torch.autograd.grad(
+            [self.grads[i] for i in self.active],
+            self.params,
+            grad_outputs=tangents,
+            retain_graph=retain_graph,
+            allow_unused=True,
+            materialize_grads=True,
+            is_grads_batched=rows is not None,
+        )
+        return torch.cat([h.reshape(*lead, -1) for h in hv], dim=-1)

@@ -16,7 +16,7 @@ from lsuite.results.jsonl import read_records
 Value = float | int | str | bool | None
 """A hyperparameter value as written in an override (``0.1``, ``128``, ``"sgd"``)."""
 
-METADATA = ("probe", "kind", "step", "epoch", "when", "weights", "seconds", "world_size")
+METADATA = ("probe", "kind", "step", "epoch", "when", "weights", "seconds", "world_size", "scalars")
 """Fields of a probe record that the callback adds; every other field is a measurement."""
 
 _MAX_LIST = 8
@@ -115,9 +115,10 @@ def read_run(directory: Path) -> Run:
 def measurements(record: dict[str, Any]) -> dict[str, float]:
     """Return the scalar measurements of one probe record.
 
-    Numbers are kept as they are, short lists of numbers become ``<field>_<i>`` (e.g.
-    ``eigenvalues_0``), and dicts of numbers ``<field>/<key>``. Non-finite values, written as
-    strings in the record, become NaN.
+    A record with a ``scalars`` entry (the values the callback logged as
+    ``probe/<name>/<field>``) gives those. Otherwise numbers are kept as they are, short lists
+    of numbers become ``<field>_<i>`` (e.g. ``eigenvalues_0``), and dicts of numbers
+    ``<field>/<key>``. Non-finite values, written as strings in the record, become NaN.
 
     Args:
         record: a line of ``probes/<name>.jsonl``.
@@ -126,6 +127,10 @@ def measurements(record: dict[str, Any]) -> dict[str, float]:
         ``field -> value``.
     """
     out: dict[str, float] = {}
+    if isinstance(record.get("scalars"), dict):
+        for key, value in record["scalars"].items():
+            _put(out, key, value)
+        return out
     for key, value in record.items():
         if key in METADATA:
             continue

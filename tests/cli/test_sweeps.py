@@ -56,7 +56,9 @@ def read_report(sweep_dir, capsys):
         return list(csv.DictReader(f)), printed
 
 
-@pytest.mark.parametrize("launcher", ["basic", "submitit_local"])
+@pytest.mark.parametrize(
+    "launcher", ["basic", pytest.param("submitit_local", marks=pytest.mark.slow)]
+)
 def test_grid_sweep_then_report(launcher, tmp_path, capsys):
     sweep_dir = tmp_path / "sweep"
     extra = ["logger=[csv,wandb]"] if launcher == "basic" else ["logger=[csv]"]
@@ -114,7 +116,7 @@ def test_failed_and_diverged_jobs_are_recorded_and_the_others_finish(tmp_path, c
         overrides = status["job"]["overrides"]
         lr = next(o for o in overrides if o.startswith("optim.lr="))
         enabled = next(o for o in overrides if o.startswith("+callbacks.fail.enabled="))
-        found[(lr, enabled.split("=")[1])] = status
+        found[(lr, enabled.split("=")[1].lower())] = status
     assert {k: v["status"] for k, v in found.items()} == {
         ("optim.lr=0.05", "false"): "completed",
         ("optim.lr=0.05", "true"): "failed",

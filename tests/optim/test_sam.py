@@ -73,8 +73,8 @@ def test_one_step_equals_hand_computed_step(adaptive):
     assert not optimizer.in_second_pass
 
 
-def test_asam_step_is_scale_invariant_and_differs_from_sam():
-    """ASAM's step depends on |w|; the two agree only when T is a multiple of the identity."""
+def test_asam_step_differs_from_sam():
+    """ASAM scales the ascent by |w| + eta elementwise, so its step is not SAM's."""
     a, target, w = quadratic(1)
     steps = {}
     for adaptive in (False, True):

@@ -256,6 +256,8 @@ def test_linear_gradient_gives_zero_hessian():
         return (outputs.squeeze(-1) - targets).mean()
 
     op = HessianOperator(snapshot(model, linear_loss), DataSource(batches))
+    block = torch.ones(2, 3, dtype=torch.float64)
+    assert torch.equal(op.matmat(block), torch.zeros_like(block))
     assert torch.equal(
         op.matvec(torch.ones(3, dtype=torch.float64)), torch.zeros(3, dtype=torch.float64)
     )

@@ -162,6 +162,8 @@ def test_measurements_and_values():
     record |= {"long": list(range(20)), "bad": "nan", "text": "hutchpp"}
     got = measurements(record)
     assert got.keys() == {"trace", "per_layer/w", "bad"}
+    logged = {"probe": "p", "trace": 1.5, "scalars": {"trace": 1.5, "rho_0.1": "nan"}}
+    assert measurements(logged).keys() == {"trace", "rho_0.1"}
     assert parse_value("0.1") == 0.1
     assert parse_value("[a,b]") == "[a,b]"
     assert parse_value("sgd") == "sgd"

@@ -1,0 +1,141 @@
+"""Tiny models, batches, plain-loop references and side-effect fingerprints for landscape tests."""
+
+import copy
+import random
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+BATCH_SIZES = (5, 9, 3)
+
+
+def mlp(seed=0, dtype=torch.float32):
+    """MLP 6-16-3 with tanh (163 parameters)."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3)).to(dtype)
+
+
+def cnn_bn(seed=0, dtype=torch.float32):
+    """Conv(1->3) + BatchNorm (running statistics set) + tanh + linear; left in train mode."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(
+        nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.Tanh(), nn.Flatten(), nn.Linear(48, 3)
+    ).to(dtype)
+    with torch.no_grad():
+        model[1].running_mean.copy_(torch.tensor([0.1, -0.2, 0.3]))
+        model[1].running_var.copy_(torch.tensor([0.5, 1.5, 2.0]))
+        model[1].weight.copy_(torch.tensor([1.2, 0.8, -0.9]))
+        model[1].bias.copy_(torch.tensor([0.1, 0.0, -0.2]))
+    model.train()  # probes must not depend on, or change, the live module's mode
+    return model
+
+
+def batches_for(model, seed=0, sizes=BATCH_SIZES):
+    g = torch.Generator().manual_seed(seed)
+    dtype = next(model.parameters()).dtype
+    first = next(m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d)))
+    shape = (6,) if isinstance(first, nn.Linear) else (1, 6, 6)
+    return [
+        (torch.randn(n, *shape, generator=g, dtype=dtype), torch.randint(0, 3, (n,), generator=g))
+        for n in sizes
+    ]
+
+
+def plain_loop(model, weights, batches, loss_fn=F.cross_entropy):
+    """Loss and accuracy of a deep copy of ``model`` loaded with each of ``weights`` (eval mode)."""
+    work = copy.deepcopy(model).eval()
+    total = sum(len(y) for _, y in batches)
+    losses, accuracies = [], []
+    for w in weights:
+        state = work.state_dict()
+        state.update(w)
+        work.load_state_dict(state)
+        with torch.no_grad():
+            loss = sum(loss_fn(work(x), y).double() * len(y) for x, y in batches) / total
+            correct = sum((work(x).argmax(1) == y).sum().item() for x, y in batches) / total
+        losses.append(float(loss))
+        accuracies.append(correct)
+    return losses, accuracies
+
+
+def named(model):
+    return {k: v.detach().clone() for k, v in model.named_parameters()}
+
+
+class Quadratic(nn.Module):
+    """A "model" whose output is ``0.5 (w - w*)^T A (w - w*)`` for every sample (float64)."""
+
+    def __init__(self, eigenvalues, seed=0, at_optimum=False):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        size = len(eigenvalues)
+        basis, _ = torch.linalg.qr(torch.randn(size, size, generator=g, dtype=torch.float64))
+        values = torch.as_tensor(eigenvalues, dtype=torch.float64)
+        self.register_buffer("matrix", basis @ torch.diag(values) @ basis.T)
+        self.register_buffer("optimum", torch.randn(size, generator=g, dtype=torch.float64))
+        start = self.optimum.clone() if at_optimum else torch.randn(size, generator=g).double()
+        self.w = nn.Parameter(start)
+
+    def forward(self, x):
+        d = self.w - self.optimum
+        return (0.5 * d @ self.matrix @ d).expand(x.shape[0])
+
+    def value(self, w):
+        d = w - self.optimum
+        return float(0.5 * d @ self.matrix @ d)
+
+    def gradient(self):
+        return (self.matrix @ (self.w - self.optimum)).detach()
+
+
+def quadratic_loss(outputs, targets):
+    """Mean of the per-sample outputs; targets are ignored (no accuracy)."""
+    del targets
+    return outputs.mean()
+
+
+def quadratic_batches():
+    return [(torch.zeros(n, 1, dtype=torch.float64), torch.zeros(n)) for n in (2, 3)]
+
+
+def fingerprint(module):
+    """Everything a probe must leave untouched: weights, buffers, grads, modes and RNG states."""
+    return {
+        "params": {k: (v.detach().clone(), v.requires_grad) for k, v in module.named_parameters()},
+        "grads": {k: None if v.grad is None else v.grad.clone() for k, v in module.named_parameters()},
+        "buffers": {k: v.clone() for k, v in module.named_buffers()},
+        "modes": {k: m.training for k, m in module.named_modules()},
+        "torch_rng": torch.get_rng_state(),
+        "numpy_rng": np.random.get_state()[1].copy(),
+        "python_rng": random.getstate(),
+        "grad_enabled": torch.is_grad_enabled(),
+    }
+
+
+def assert_same_fingerprint(before, after):
+    assert before["modes"] == after["modes"]
+    assert before["python_rng"] == after["python_rng"]
+    assert before["grad_enabled"] == after["grad_enabled"]
+    assert torch.equal(before["torch_rng"], after["torch_rng"])
+    assert np.array_equal(before["numpy_rng"], after["numpy_rng"])
+    for key in ("params", "buffers", "grads"):
+        assert before[key].keys() == after[key].keys()
+    for k, (value, requires_grad) in before["params"].items():
+        assert torch.equal(value, after["params"][k][0])
+        assert requires_grad == after["params"][k][1]
+    for k, value in before["buffers"].items():
+        assert torch.equal(value, after["buffers"][k])
+    for k, value in before["grads"].items():
+        other = after["grads"][k]
+        assert (value is None) == (other is None)
+        if value is not None:
+            assert torch.equal(value, other)
+
+
+def with_grads(model, batches):
+    """Give ``model`` some .grad values so a test can check they are left alone."""
+    loss = sum(F.cross_entropy(model(x), y) for x, y in batches)
+    loss.backward()
+    return model
