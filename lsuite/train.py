@@ -89,7 +89,7 @@ def summary(trainer: Trainer, run_dir: Path, metrics: dict[str, float]) -> str:
         best = checkpoint.best_model_path or "-"
         lines.append(f"  checkpoints: {checkpoint.dirpath} (best: {Path(best).name})")
     for logger in trainer.loggers:
-        where = logger.log_dir if hasattr(logger, "log_dir") else logger.save_dir
+        where = _logger_dir(logger)
         lines.append(f"  logger:      {type(logger).__name__} -> {where}")
     probes = [c for c in trainer.callbacks if isinstance(c, ProbeCallback)]
     for probe in probes:
@@ -97,6 +97,13 @@ def summary(trainer: Trainer, run_dir: Path, metrics: dict[str, float]) -> str:
     if probes and (run_dir / "plots").is_dir():
         lines.append(f"  plots:       {run_dir / 'plots'}")
     return "\n".join(lines)
+
+
+def _logger_dir(logger: Any) -> str | None:
+    """Return where a logger writes: wandb's offline run directory, else its log or save dir."""
+    if type(logger).__name__ == "WandbLogger":
+        return str(Path(logger.experiment.dir).parent)
+    return getattr(logger, "log_dir", None) or logger.save_dir
 
 
 def _finish_wandb(loggers: list[Any]) -> None:

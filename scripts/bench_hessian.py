@@ -175,7 +175,7 @@ def make_cases(smoke: bool, skip_resnet: bool) -> list[Case]:
             model=mlp,
             inputs=x[1500:1756],
             targets=y[1500:1756],
-            repeats=25,
+            repeats=150,
             block=8,
             all_engines=True,
             trace_budgets=[48, 96, 192, 384, 768, 1536],
@@ -272,9 +272,15 @@ def hvp_rows(case: Case, peers: Peers) -> list[tuple[str, float]]:
     for engine in ("reuse", "recompute", "forward_over_reverse"):
         op = lsuite_operator(case, engine)
         fns[f"lsuite matvec, engine={engine}"] = lambda op=op: op.matvec(v)
-        if engine == "reuse" or case.all_engines:
-            label = f"lsuite matmat K={k} (per vector), engine={engine}"
-            fns[label], per[label] = (lambda op=op: op.matmat(block)), k
+        if engine == "reuse":
+            # On the CPU matmat loops over matvec by default; this row is the batched variant.
+            op = HessianOperator(op.point, op.source, batched=True)
+            label = f"lsuite matmat K={k} (per vector), engine=reuse, batched=True"
+        elif engine == "forward_over_reverse" and case.all_engines:
+            label = f"lsuite matmat K={k} (per vector, vmap), engine={engine}"
+        else:
+            continue
+        fns[label], per[label] = (lambda op=op: op.matmat(block)), k
     if peers["PyHessian"] is not None:
         from pyhessian.utils import hessian_vector_product
 

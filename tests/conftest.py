@@ -3,10 +3,13 @@
 import os
 
 import pytest
+import torch
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ["LSUITE_CHECK_PROBES"] = "1"
+# Tiny models run many times faster on one thread than on two contended ones.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -21,7 +21,7 @@ from lsuite.callbacks.swa import holds_average
 from lsuite.callbacks.training_state import preserved_training_state
 from lsuite.errors import ConfigError, require
 from lsuite.functional.params import clone
-from lsuite.probes.base import Probe, ProbeResult
+from lsuite.probes.base import Probe, ProbeResult, to_jsonable
 from lsuite.probes.data_source import BatchAdapter, DataSource, default_batch_adapter
 from lsuite.probes.point import BatchNormMode, LossFn, make_skeleton, snapshot
 from lsuite.results.jsonl import read_records
@@ -252,6 +252,7 @@ class ProbeCallback(Callback):
             "seconds": time.perf_counter() - start,
             "world_size": trainer.world_size,
             **result.to_dict(),
+            "scalars": to_jsonable(result.scalars()),
         }
         publish(trainer, self.records_path, record, result.scalars(), plots=self.plots)
         self.last_step = step

@@ -147,8 +147,9 @@ def _overlay(ax: Any, record: Mapping[str, Any], split: str, metric: Metric) -> 
         points = np.array([floats(p) for p in path] + [[0.0, 0.0]])
         ax.plot(points[:, 0], points[:, 1], "-o", color="w", markersize=3, linewidth=1.0)
     for name, (mx, my) in record.get("markers", {}).items():
+        label = Path(name).name if "/" in name else name  # a checkpoint path: its file name
         ax.plot([float(mx)], [float(my)], "o", color="red", markersize=6)
-        ax.annotate(name, (float(mx), float(my)), textcoords="offset points", xytext=(4, 4))
+        ax.annotate(label, (float(mx), float(my)), textcoords="offset points", xytext=(4, 4))
     best = record.get("min_location", {}).get(split) if metric == "loss" else None
     if best is not None:
         ax.plot([float(best[0])], [float(best[1])], "*", color="orange", markersize=10)

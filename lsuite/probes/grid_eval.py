@@ -12,21 +12,30 @@ stateless skeleton with ``torch.func.functional_call``, in one of two ways:
 - ``"vmap"``: ``torch.func.vmap`` over a chunk of ``K`` points, whose ``(K, P)`` parameters are
   built by one ``addmm`` (or ``lerp``).
 
-Rule for ``batching="auto"`` (measured with ``scripts/bench_landscape.py`` and timing scripts on
-the 2-core CPU machine, torch 2.13; cost per point in forwards of the same batch): ``vmap`` turns
-a linear layer into one batched matmul but a convolution into a grouped convolution, which
-was 2-10x slower per point than a loop on every conv model tried (1-D CNN 2.9-10 vs 1.1;
-ResNet-20 2.3 vs 0.92). It pays only where a single forward is too small to keep the cores
-busy: on the digits MLP 64-128-128-10 (batch 256) chunks of 16 cost 1.1-1.3 vs 1.8-2.1 for the
-loop with 2 threads (1.5 vs 1.8 with one), on an MLP 64-32-32-10 (batch 64) 0.8 vs 3.7, while an
-MLP 64-512-512-10 (batch 256, 3.2 MiB per point) tied (1.5 vs 1.6) and batch 2048 (4.2 MiB)
-lost (1.9 vs 1.5). Chunks larger than the last-level cache were slower (chunk 64 of the
-digits MLP: 2.0-2.4). Hence ``vmap`` is chosen when (1) every module that owns parameters is a
-linear, embedding or normalisation layer (`vmap_friendly`), (2) BatchNorm uses running
-statistics and no per-point buffers are needed, and (3) one point needs at most
-`VMAP_MAX_POINT_BYTES` (parameters plus every layer output of the largest batch); the chunk holds
-`VMAP_CHUNK_BYTES` worth of points, between 2 and 64. No GPU was available to measure; the same
-rule applies there.
+Rule for ``batching="auto"``: ``vmap`` when (1) every module that owns parameters is a linear,
+convolution, embedding or normalisation layer (`vmap_friendly`; other modules may lack batching
+rules), (2) BatchNorm uses running statistics and no point needs its own buffers, and (3) one
+point needs at most `VMAP_MAX_POINT_BYTES`, counting its parameters and every layer output on the
+largest batch; a ``vmap`` chunk then holds `VMAP_CHUNK_BYTES` worth of points (2 to 64).
+Otherwise ``loop``. If ``vmap`` fails under ``"auto"`` (an op without a batching rule), a
+warning is logged and the loop is used.
+
+Why (``scripts/bench_landscape.py`` and one-off timings on the shared 2-core CPU machine,
+torch 2.13; cost per point in no-grad forwards of the same batch, loop / vmap, one thread and
+CPU time unless noted; the machine was loaded by other jobs, so single numbers moved by up to
+1.5x between runs): ``vmap`` pays where one forward is too small to keep the CPU busy: MLP
+64-32-32-10, batch 64 (0.08 MiB per point) 3.2 / 1.1; ResNet-8 x0.25 on 8x8, batch 16 (0.2 MiB)
+1.7 / 0.3 and batch 64 (0.8 MiB) 1.5 / 0.6; 1-D CNN (8, 8), batch 64 (0.3 MiB) 1.6 / 1.0; digits
+CNN (32, 64), batch 32 (0.9 MiB) 1.2 / 1.0; digits MLP 64-128-128-10, batch 256 (0.9 MiB) 1.8 /
+1.5 in a quiet run (2.0 / 2.5 in a loaded one; with 2 threads 2.1 / 1.3, since a tiny forward
+does not use the second core but a chunk of them does). It loses once a point's layer outputs
+leave the cache, where a convolution becomes a slow grouped convolution: 1-D CNN (32, 32, 32),
+batch 256 (5.5 MiB) 1.2 / 4.2; ResNet-20 on 32x32 (31 MiB) 1.0 / 1.4; ResNet-8 8x8, batch 256
+(13 MiB) 1.1 / 1.5; MLP 64-512-512-10 (4.2 MiB) 1.2 / 1.4; digits MLP at batch 2048 (6.7 MiB)
+1.5 / 1.9; between 1 and 4 MiB the two were within noise of each other. The one loss below
+1 MiB was the 1-D CNN (32, 32, 32) at batch 32 (0.7 MiB): 1.5 / 2.1 on one thread, 1.5 / 1.3 on
+two. Chunks beyond the last-level cache were slower (digits MLP, 2 threads: chunk 16 1.3,
+chunk 64 2.0). No GPU was available to measure; the same rule applies there.
 
 Every mean is the sample-weighted mean over all batches of all ranks: each rank evaluates every
 point on its own share of the batches and one ``DataSource.sum`` per split adds the partial sums
@@ -37,6 +46,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -44,23 +54,27 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.conv import _ConvNd
 
 from lsuite.errors import ConfigError, require
 from lsuite.functional.params import Params, flatten, numel, unflatten
 from lsuite.probes.data_source import DataSource
 from lsuite.probes.point import ModelPoint
 
+log = logging.getLogger(__name__)
+
 Batching = Literal["auto", "vmap", "loop"]
 BATCHINGS = ("auto", "vmap", "loop")
 
-VMAP_MAX_POINT_BYTES = 2 * 2**20
+VMAP_MAX_POINT_BYTES = 2**20
 """Largest memory per point (parameters plus layer outputs) for which ``auto`` picks ``vmap``."""
 
-VMAP_CHUNK_BYTES = 8 * 2**20
+VMAP_CHUNK_BYTES = 16 * 2**20
 """Memory of one ``vmap`` chunk; the chunk size is this over the memory per point."""
 
 _VMAP_MODULES: tuple[type[nn.Module], ...] = (
     nn.Linear,
+    _ConvNd,
     nn.Bilinear,
     nn.Embedding,
     nn.LayerNorm,
@@ -156,6 +170,12 @@ BuffersFn = Callable[[Params], Params]
 def flat_params(point: ModelPoint) -> Tensor:
     """Return the point's parameters as one ``(P,)`` vector in key order.
 
+    Args:
+        point: the frozen model.
+
+    Returns:
+        The detached ``(P,)`` vector.
+
     Raises:
         ConfigError: when the parameters do not share one floating dtype.
     """
@@ -165,7 +185,7 @@ def flat_params(point: ModelPoint) -> Tensor:
 
 
 def vmap_friendly(module: nn.Module) -> bool:
-    """Return True when every submodule owning parameters is a linear/embedding/norm layer."""
+    """Return True when every submodule owning parameters is a linear/conv/embedding/norm layer."""
     return all(
         isinstance(m, _VMAP_MODULES)
         for m in module.modules()
@@ -193,14 +213,22 @@ def choose_batching(
         The mode and the number of points per ``vmap`` call (1 for ``"loop"``).
 
     Raises:
-        ConfigError: for an unknown ``batching``.
+        ConfigError: for an unknown ``batching``, or ``"vmap"`` where points need their own
+            BatchNorm statistics.
     """
     require(batching in BATCHINGS, "batching", batching, f"one of {list(BATCHINGS)}")
-    if batching == "loop" or per_point_buffers or num_points <= 1 or not batches:
-        return "loop", 1
     train_bn = point.bn_mode == "train" and any(
         isinstance(m, _BatchNorm) for m in point.skeleton.modules()
     )
+    require(
+        batching != "vmap" or not (train_bn or per_point_buffers),
+        "batching",
+        batching,
+        "'auto' or 'loop' when BatchNorm uses batch statistics (bn_mode 'train') or is "
+        "recomputed at every point",
+    )
+    if batching == "loop" or per_point_buffers or num_points <= 1 or not batches:
+        return "loop", 1
     if batching == "auto" and (train_bn or not vmap_friendly(point.skeleton)):
         return "loop", 1
     per_point = _bytes_per_point(point, batches)
@@ -230,6 +258,10 @@ def evaluate_points(
 
     Returns:
         ``({split: SplitValues}, mode)`` with ``mode`` the batching used (``"vmap"``/``"loop"``).
+
+    Raises:
+        RuntimeError: when ``batching="vmap"`` is forced and the model cannot be vmapped (with
+            ``"auto"`` such a failure is logged and the loop is used instead).
     """
     flat = flat_params(point)
     all_batches = [b for source in data.values() for b in source.batches]
@@ -239,77 +271,127 @@ def evaluate_points(
     buffers = point.buffers
     if point.bn_mode == "train":
         buffers = {k: v.clone() for k, v in buffers.items()}
-    # per split: list over points (or chunks) of (num_local_batches, K, 2) loss/accuracy values
-    parts: dict[str, list[Tensor]] = {name: [] for name in data}
-    with torch.no_grad():
-        if mode == "loop":
-            work = torch.empty_like(flat)
-            params = unflatten(work, point.params)
-            state = {**buffers, **params}
-            for i in range(len(points)):
-                points.fill(i, work)
-                if buffers_fn is not None:
-                    state = {**buffers_fn(params), **params}
-                for name, source in data.items():
-                    parts[name].append(_measure_batches(point, state, source).unsqueeze(1))
-        else:
-            batched = vmap(
-                lambda p, x, y: _loss_and_accuracy(point, {**buffers, **p}, x, y),
-                in_dims=(0, None, None),
-            )
-            for start in range(0, len(points), chunk):
-                params = unflatten(points.stack(slice(start, start + chunk)), point.params)
-                for name, source in data.items():
-                    values = [batched(params, x, y) for x, y in source.batches]
-                    parts[name].append(torch.stack(values) if values else _empty(flat, chunk))
+    parts = None
+    if mode == "vmap":
+        try:
+            parts = _evaluate_vmap(point, data, points, buffers, flat, chunk)
+        except RuntimeError as error:  # an op without a batching rule in a user model
+            if batching == "vmap":
+                raise
+            log.warning("batching: vmap failed (%s); evaluating the points in a loop", error)
+            mode = "loop"
+    if parts is None:
+        parts = _evaluate_loop(point, data, points, buffers, flat, buffers_fn)
     out: dict[str, SplitValues] = {}
     for name, source in data.items():
         out[name] = _reduce(source, parts[name], len(points), flat.device)
     return out, mode
 
 
-def recompute_batch_norm(
-    point: ModelPoint, params: Params, source: DataSource, num_batches: int
-) -> Params:
-    """Return the point's buffers with BatchNorm running statistics recomputed at ``params``.
+def _evaluate_loop(
+    point: ModelPoint,
+    data: Mapping[str, DataSource],
+    points: Points,
+    buffers: Params,
+    flat: Tensor,
+    buffers_fn: BuffersFn | None,
+) -> dict[str, list[Tensor]]:
+    """Return per split a list of ``(num_local_batches, 1, 2)`` values, one per point."""
+    parts: dict[str, list[Tensor]] = {name: [] for name in data}
+    work = torch.empty_like(flat)
+    params = unflatten(work, point.params)  # views into `work`, rewritten for every point
+    state = {**buffers, **params}
+    with torch.no_grad():
+        for i in range(len(points)):
+            points.fill(i, work)
+            if buffers_fn is not None:
+                state = {**buffers_fn(params), **params}
+            for name, source in data.items():
+                parts[name].append(_measure_batches(point, state, source).unsqueeze(1))
+    return parts
+
+
+def _evaluate_vmap(
+    point: ModelPoint,
+    data: Mapping[str, DataSource],
+    points: Points,
+    buffers: Params,
+    flat: Tensor,
+    chunk: int,
+) -> dict[str, list[Tensor]]:
+    """Return per split a list of ``(num_local_batches, K, 2)`` values, one per chunk."""
+    parts: dict[str, list[Tensor]] = {name: [] for name in data}
+    batched = vmap(
+        lambda p, x, y: _loss_and_accuracy(point, {**buffers, **p}, x, y),
+        in_dims=(0, None, None),
+    )
+    with torch.no_grad():
+        for start in range(0, len(points), chunk):
+            indices = slice(start, min(start + chunk, len(points)))
+            params = unflatten(points.stack(indices), point.params)  # (K, *shape) each
+            for name, source in data.items():
+                values = [batched(params, x, y) for x, y in source.batches]
+                size = indices.stop - indices.start
+                empty = torch.empty(0, size, 2, dtype=flat.dtype, device=flat.device)
+                parts[name].append(torch.stack(values) if values else empty)
+    return parts
+
+
+class BatchNormRecompute:
+    """Recompute BatchNorm running statistics at given weights: a ``buffers_fn``.
 
     Each BatchNorm layer's statistics are reset and averaged over the first ``num_batches``
     local batches (momentum ``None``: the equal-weight mean of the batch statistics, as
     ``torch.optim.swa_utils.update_bn`` does), then averaged over ranks weighted by their batch
-    counts, so a multi-rank result equals the single-rank one on the same batches.
+    counts, so a multi-rank result equals the single-rank one on the same batches. The
+    train-mode copy of the (meta) skeleton is made once, here.
 
     Args:
         point: the frozen model.
-        params: the weights to recompute the statistics at (same keys and shapes as
-            ``point.params``).
         source: probe batches; the first ``num_batches`` of this rank are used.
         num_batches: number of local batches, ``>= 1``.
 
-    Returns:
-        Buffers with the keys of ``point.buffers`` (fresh tensors; the point is unchanged).
+    Raises:
+        ConfigError: when the model has no BatchNorm layer that tracks running statistics.
     """
-    skeleton = _train_bn_skeleton(point.skeleton)
-    names = _bn_buffer_names(skeleton)
-    buffers = {k: v.clone() for k, v in point.buffers.items()}
-    for mean_key, var_key, count_key in names:
-        buffers[mean_key].zero_()
-        buffers[var_key].fill_(1.0)
-        buffers[count_key].zero_()
-    used = source.batches[:num_batches]
-    state = {**buffers, **params}
-    with torch.no_grad():
-        for inputs, _ in used:
-            args = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
-            functional_call(skeleton, state, args, strict=False)
-    if source.world_size > 1:
-        count = torch.tensor(float(len(used)), dtype=torch.float64, device=point.device)
-        total = source.sum(count)
-        for mean_key, var_key, count_key in names:
-            for key in (mean_key, var_key):
-                summed = source.sum(buffers[key].double() * count) / total
-                buffers[key] = summed.to(buffers[key].dtype)
-            buffers[count_key] = source.sum(buffers[count_key])
-    return buffers
+
+    def __init__(self, point: ModelPoint, source: DataSource, num_batches: int) -> None:
+        self.point = point
+        self.source = source
+        self.batches = source.batches[:num_batches]
+        self.skeleton = _train_bn_skeleton(point.skeleton)
+        self.names = _bn_buffer_names(self.skeleton)
+
+    def __call__(self, params: Params) -> Params:
+        """Return the point's buffers with the statistics recomputed at ``params``.
+
+        Args:
+            params: the weights (same keys and shapes as ``point.params``).
+
+        Returns:
+            Buffers with the keys of ``point.buffers`` (fresh tensors; the point is unchanged).
+        """
+        buffers = {k: v.clone() for k, v in self.point.buffers.items()}
+        for mean_key, var_key, count_key in self.names:
+            buffers[mean_key].zero_()
+            buffers[var_key].fill_(1.0)
+            buffers[count_key].zero_()
+        state = {**buffers, **params}
+        with torch.no_grad():
+            for inputs, _ in self.batches:
+                args = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+                functional_call(self.skeleton, state, args, strict=False)
+        if self.source.world_size > 1:
+            count = torch.tensor(
+                float(len(self.batches)), dtype=torch.float64, device=self.point.device
+            )
+            total = self.source.sum(count)
+            for mean_key, var_key, count_key in self.names:
+                for key in (mean_key, var_key):
+                    summed = self.source.sum(buffers[key].double() * count) / total
+                    buffers[key] = summed.to(buffers[key].dtype)
+                buffers[count_key] = self.source.sum(buffers[count_key])
+        return buffers
 
 
 def _measure_batches(point: ModelPoint, state: Params, source: DataSource) -> Tensor:
@@ -357,10 +439,6 @@ def _reduce(
     total = source.sum(local.T.contiguous()).cpu()  # (2, N)
     accuracy = None if bool(torch.isnan(total[1]).all()) else total[1]
     return SplitValues(loss=total[0], accuracy=accuracy)
-
-
-def _empty(flat: Tensor, chunk: int) -> Tensor:
-    return torch.empty(0, chunk, 2, dtype=flat.dtype, device=flat.device)
 
 
 def _bytes_per_point(point: ModelPoint, batches: Sequence[Any]) -> int:

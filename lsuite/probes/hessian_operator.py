@@ -58,6 +58,9 @@ class HessianOperator:
         param_names: parameters spanning the Hessian, a subset of ``point.params``; all when None.
         engine: how products are computed: ``"reuse"`` (default), ``"recompute"`` or
             ``"forward_over_reverse"`` (see the module docstring for costs).
+        batched: for ``engine="reuse"``, whether `matmat` multiplies all rows in one batched
+            double backward (``is_grads_batched=True``) rather than one row at a time; None
+            (default) batches on accelerators and loops on the CPU, where looping was faster.
 
     Attributes:
         size: number of entries ``P`` of a vector.
@@ -77,6 +80,7 @@ class HessianOperator:
         *,
         param_names: Sequence[str] | None = None,
         engine: Engine = "reuse",
+        batched: bool | None = None,
     ) -> None:
         names = list(point.params) if param_names is None else list(param_names)
         unknown = [n for n in names if n not in point.params]
@@ -89,6 +93,7 @@ class HessianOperator:
         require(len(names) > 0, "param_names", names, "at least one parameter name")
         require(len(set(names)) == len(names), "param_names", names, "names without repeats")
         require(engine in _ENGINES, "engine", engine, f"one of {list(_ENGINES)}")
+        require(batched in (None, True, False), "batched", batched, "true, false or null")
         require(
             not (engine == "forward_over_reverse" and point.bn_mode == "train"),
             "engine",
@@ -112,7 +117,7 @@ class HessianOperator:
         self.device = point.device
         self.num_matvecs = 0
         self._graph: _Graph | None = None
-        self._batched_ok = True
+        self._batched = batched if batched is not None else self.device.type != "cpu"
 
     def matvec(self, v: Tensor) -> Tensor:
         """Return ``H v``.
@@ -125,9 +130,7 @@ class HessianOperator:
         """
         if self.engine != "reuse" or len(self.source) == 0:
             return self.matmat(v.unsqueeze(0)).squeeze(0)
-        graph = self._reused_graph()
-        parts = v.to(device=self.device, dtype=self.dtype).split(self._sizes)
-        local = graph.hvp([parts[i].view(self._shapes[i]) for i in graph.active], None, True)
+        local = self._reused_graph().hvp(v.to(device=self.device, dtype=self.dtype))
         self.num_matvecs += 1
         return self.source.sum(local)
 
@@ -164,15 +167,13 @@ class HessianOperator:
     def gradient(self) -> Tensor:
         """Return the gradient of the mean loss, shape ``(P,)``, identical on every rank."""
         if len(self.source) == 0:
-            return self.source.sum(torch.zeros(self.size, dtype=self.dtype, device=self.device))
-        if self.engine == "reuse":
-            local = torch.cat([g.detach().reshape(-1) for g in self._reused_graph().grads])
+            local = torch.zeros(self.size, dtype=self.dtype, device=self.device)
+        elif self.engine == "reuse":
+            local = self._reused_graph().grad.detach()
         else:
             with _grad_mode():
-                leaves = self._leaves()
-                total = self._mean_loss(leaves)
-                grads = _grad(total, list(leaves.values()), create_graph=False)
-            local = torch.cat([g.reshape(-1) for g in grads])
+                flat = self._flat_leaf()
+                local = _gradient(self._mean_loss(self._unflatten_leaf(flat)), flat, False)
         return self.source.sum(local)
 
     def loss(self) -> float:
@@ -186,8 +187,17 @@ class HessianOperator:
                 local = self._mean_loss(self._like)
         return float(self.source.sum(local.detach()).item())
 
-    def _leaves(self) -> Params:
-        return {k: v.detach().clone().requires_grad_(True) for k, v in self._like.items()}
+    def _flat_leaf(self) -> Tensor:
+        """Return the selected parameters as one ``(P,)`` leaf that requires grad."""
+        return flatten(self._like).detach().clone().requires_grad_(True)
+
+    def _unflatten_leaf(self, flat: Tensor) -> Params:
+        # Views through one split: its backward is a single concatenation, so gradients and
+        # Hessian-vector products come out flat, without Python-side splitting or copying.
+        parts = flat.split(self._sizes)
+        return {
+            k: t.view(shape) for k, t, shape in zip(self.names, parts, self._shapes, strict=True)
+        }
 
     def _batch_loss(self, inputs: object, targets: Tensor, params: Params) -> Tensor:
         outputs = self.point.outputs(inputs, {**self._fixed, **params}, self._buffers)
@@ -202,37 +212,27 @@ class HessianOperator:
     def _reused_graph(self) -> _Graph:
         if self._graph is None:
             with _grad_mode():
-                leaves = self._leaves()
-                total = self._mean_loss(leaves)
-                self._graph = _Graph.build(total, list(leaves.values()))
+                flat = self._flat_leaf()
+                self._graph = _Graph.build(self._mean_loss(self._unflatten_leaf(flat)), flat)
         return self._graph
 
     def _matmat_reuse(self, vectors: Tensor) -> Tensor:
         graph = self._reused_graph()
-        tangents = list(unflatten(vectors, self._like).values())
-        if vectors.shape[0] > 1 and self._batched_ok:
+        if vectors.shape[0] > 1 and self._batched:
             try:
-                rows = vectors.shape[0]
-                return graph.hvp([tangents[i] for i in graph.active], rows, True)
+                return graph.hvp(vectors)
             except RuntimeError:
                 # Some ops lack a batching rule for their double backward; loop instead.
-                self._batched_ok = False
-        return torch.stack(
-            [
-                graph.hvp([tangents[i][row] for i in graph.active], None, True)
-                for row in range(vectors.shape[0])
-            ]
-        )
+                self._batched = False
+        return torch.stack([graph.hvp(v) for v in vectors])
 
     def _hvp_recompute(self, v: Tensor) -> Tensor:
         total = torch.zeros_like(v)
-        tangents = list(unflatten(v, self._like).values())
         for (inputs, targets), weight in self.source.weights():
             with _grad_mode():
-                leaves = self._leaves()
-                loss = self._batch_loss(inputs, targets, leaves)
-                graph = _Graph.build(loss, list(leaves.values()))
-                hv = graph.hvp([tangents[i] for i in graph.active], None, False)
+                flat = self._flat_leaf()
+                loss = self._batch_loss(inputs, targets, self._unflatten_leaf(flat))
+                hv = _Graph.build(loss, flat).hvp(v, retain_graph=False)
             total = total + weight * hv
         return total
 
@@ -252,6 +252,35 @@ class HessianOperator:
         return total.detach()
 
 
+@dataclass(frozen=True)
+class _Graph:
+    """The mean loss and its gradient (with graph) w.r.t. one flat ``(P,)`` parameter leaf."""
+
+    flat: Tensor
+    grad: Tensor
+    loss: Tensor
+
+    @staticmethod
+    def build(loss: Tensor, flat: Tensor) -> _Graph:
+        return _Graph(flat, _gradient(loss, flat, True), loss.detach())
+
+    def hvp(self, vectors: Tensor, retain_graph: bool = True) -> Tensor:
+        """Return ``H v`` for ``(P,)`` ``vectors``, or the rows ``H v_i`` for ``(K, P)``."""
+        if not self.grad.requires_grad:
+            # The gradient does not depend on the parameters: the Hessian is zero.
+            return torch.zeros_like(vectors)
+        (hv,) = torch.autograd.grad(
+            self.grad,
+            self.flat,
+            grad_outputs=vectors,
+            retain_graph=retain_graph,
+            allow_unused=True,
+            materialize_grads=True,
+            is_grads_batched=vectors.ndim == 2,
+        )
+        return hv
+
+
 @contextmanager
 def _grad_mode() -> Iterator[None]:
     """Enable autograd, also inside ``torch.no_grad`` or ``torch.inference_mode`` callers."""
@@ -259,45 +288,8 @@ def _grad_mode() -> Iterator[None]:
         yield
 
 
-def _grad(output: Tensor, params: list[Tensor], create_graph: bool) -> tuple[Tensor, ...]:
-    return torch.autograd.grad(
-        output, params, create_graph=create_graph, allow_unused=True, materialize_grads=True
+def _gradient(loss: Tensor, flat: Tensor, create_graph: bool) -> Tensor:
+    (out,) = torch.autograd.grad(
+        loss, flat, create_graph=create_graph, allow_unused=True, materialize_grads=True
     )
-
-
-@dataclass(frozen=True)
-class _Graph:
-    """A differentiable gradient: the leaves, ``grads`` (with graph) and the loss value."""
-
-    params: list[Tensor]
-    grads: tuple[Tensor, ...]
-    loss: Tensor
-    active: list[int]  # indices of gradients that depend on the parameters
-
-    @staticmethod
-    def build(loss: Tensor, params: list[Tensor]) -> _Graph:
-        grads = _grad(loss, params, create_graph=True)
-        active = [i for i, g in enumerate(grads) if g.requires_grad]
-        return _Graph(params, grads, loss.detach(), active)
-
-    def hvp(self, tangents: list[Tensor], rows: int | None, retain_graph: bool) -> Tensor:
-        """Return ``H v`` (``(P,)``; ``(K, P)`` for ``rows=K``) from ``<grads, v>``.
-
-        ``tangents`` holds the entries of ``v`` for the active gradients, shaped like them
-        (with a leading ``K`` for a batch of ``rows=K`` vectors).
-        """
-        lead = () if rows is None else (rows,)
-        if not self.active:
-            # The gradient does not depend on the parameters: the Hessian is zero.
-            size = sum(p.numel() for p in self.params)
-            return self.params[0].new_zeros(*lead, size)
-        hv = torch.autograd.grad(
-            [self.grads[i] for i in self.active],
-            self.params,
-            grad_outputs=tangents,
-            retain_graph=retain_graph,
-            allow_unused=True,
-            materialize_grads=True,
-            is_grads_batched=rows is not None,
-        )
-        return torch.cat([h.reshape(*lead, -1) for h in hv], dim=-1)
+    return out

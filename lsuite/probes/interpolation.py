@@ -14,13 +14,13 @@ from lsuite.probes.base import Probe, ProbeData, ProbeResult
 from lsuite.probes.grid_eval import (
     BATCHINGS,
     Batching,
+    BatchNormRecompute,
     SegmentPoints,
     SplitValues,
     batch_norm_statistics,
     evaluate_points,
-    recompute_batch_norm,
 )
-from lsuite.probes.point import ModelPoint
+from lsuite.probes.point import ModelPoint, as_params
 from lsuite.probes.weight_anchors import WeightHistory, check_anchors, check_spec
 
 
@@ -164,7 +164,7 @@ class Interpolation(Probe):
         del generator
         check_anchors(anchors, {"start"}, self.name)
         if "start" in anchors:
-            start, label = anchors["start"], "anchor"
+            start, label = as_params(anchors["start"], point.params), "anchor"
         else:
             start = self.history.resolve(self.start, point.params, {}, "start")
             label = self.start
@@ -176,10 +176,7 @@ class Interpolation(Probe):
                     f"{self.bn_recompute_batches}; expected 0 unless the probe gets 'train' data "
                     "and runs with bn_mode 'eval'"
                 )
-            source, count = data["train"], self.bn_recompute_batches
-
-            def buffers_fn(params: Params) -> Params:
-                return recompute_batch_norm(point, params, source, count)
+            buffers_fn = BatchNormRecompute(point, data["train"], self.bn_recompute_batches)
 
         end_flat = flatten(point.params)
         start_flat = flatten(start)

@@ -30,7 +30,7 @@ from lsuite.probes.grid_eval import (
     evaluate_points,
     grid_axis,
 )
-from lsuite.probes.point import ModelPoint
+from lsuite.probes.point import ModelPoint, as_params
 from lsuite.probes.weight_anchors import WeightHistory, check_anchors, check_spec, is_observed
 
 PlaneDirections = Literal["random", "hessian", "trajectory", "points"]
@@ -137,7 +137,9 @@ class Plane(Probe):
         span: ``(first, last)`` coordinate range of both axes, ``first < 0 < last``.
         normalization: scaling of the directions (see `PlaneResult.normalization`); None picks
             ``filter`` for random, ``unit`` for hessian and ``fit`` for trajectory and points.
-        keep_1d: keep biases and other 1-D parameters in random directions (zeroed by default).
+        keep_1d: with ``filter`` normalisation, keep biases and other 1-D parameters in random
+            directions, each scaled to the norm of the parameter (zeroed by default, as Li et
+            al.'s ``biasbn``).
         hessian_which: ``"largest"`` (top two) or ``"extremes"`` (top and most negative).
         points: three weight specs for ``directions="points"``.
         batching: ``"auto"``, ``"vmap"`` or ``"loop"`` (see `lsuite.probes.grid_eval`).
@@ -238,9 +240,10 @@ class Plane(Probe):
             markers["center"] = [0.0, 0.0]
         elif self.directions == "trajectory":
             seen = self.history.observations
-            (first, second), explained, coords = trajectory_directions(
-                [o.params for o in seen], params
-            )
+            # PCA on the CPU, where the observations are kept; the directions then move over
+            center = {k: v.detach().cpu() for k, v in params.items()}
+            found, explained, coords = trajectory_directions([o.params for o in seen], center)
+            first, second = (as_params(d, params) for d in found)
             first, second, coords = self._fit(first, second, coords)
             extra["trajectory"] = coords.tolist()
             extra["trajectory_steps"] = [o.step for o in seen]

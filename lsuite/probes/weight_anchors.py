@@ -7,7 +7,8 @@ A spec names one weight vector:
 - ``"step:N"``: the weights observed at global step ``N`` (observations happen at fit start and
   at every epoch end, so ``N`` must be one of those steps);
 - ``"middle"``: the observation half way through the ones kept so far;
-- ``"current"``: the point being measured;
+- ``"current"`` (or ``"final"``): the point being measured (the final weights when measured at
+  the end of fit);
 - anything else: a file, a Lightning ``.ckpt`` (its ``state_dict``) or a saved state dict, whose
   keys may carry a prefix (``net.``, ``model.``, ``module.``) that is matched to the point's keys.
 
@@ -29,11 +30,11 @@ from torch import Tensor
 
 from lsuite.errors import ConfigError
 from lsuite.functional.params import Params
+from lsuite.probes.point import as_params
 
 Keep = Literal["none", "init", "all"]
 
 _OBSERVED = re.compile(r"^(epoch|step):(\d+)$")
-_KEYWORDS = ("init", "middle", "current")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,8 +67,8 @@ def check_spec(spec: object, key: str) -> str:
     """
     if not isinstance(spec, str) or not spec:
         raise ConfigError(
-            f"{key}: got {spec!r}; expected 'init', 'middle', 'current', 'epoch:N', 'step:N' "
-            "or the path of a checkpoint / state-dict file"
+            f"{key}: got {spec!r}; expected 'init', 'middle', 'current', 'final', 'epoch:N', "
+            "'step:N' or the path of a checkpoint / state-dict file"
         )
     if spec.startswith(("epoch:", "step:")) and not _OBSERVED.match(spec):
         raise ConfigError(f"{key}: got {spec!r}; expected 'epoch:N' or 'step:N' with N an int >= 0")
@@ -124,8 +125,8 @@ class WeightHistory:
             ConfigError: when the weights were not observed (yet) or the file does not fit.
         """
         if spec in anchors:
-            return anchors[spec]
-        if spec == "current":
+            return as_params(anchors[spec], current)
+        if spec in ("current", "final"):
             return current
         if is_observed(spec):
             found = self._find(spec)
@@ -136,7 +137,7 @@ class WeightHistory:
                     f"probe inside ProbeCallback after that point (e.g. on_fit_end), or pass "
                     f"{spec.split(':')[0]}=weights to measure()"
                 )
-            return _like(found.params, current)
+            return as_params(found.params, current)
         return load_weights(spec, current, key)
 
     def state_dict(self) -> dict[str, Any]:
@@ -212,7 +213,7 @@ def load_weights(path: str | Path, like: Params, key: str = "weights") -> Params
             f"{key}: {str(path)!r} holds no state dict of tensors (top-level keys: "
             f"{sorted(loaded)[:8] if isinstance(loaded, Mapping) else type(loaded).__name__})"
         )
-    return _like(match_keys(state, like, key=f"{key} ({path})"), like)
+    return as_params(match_keys(state, like, key=f"{key} ({path})"), like)
 
 
 def match_keys(state: Mapping[str, Tensor], like: Params, key: str = "weights") -> Params:
@@ -253,10 +254,6 @@ def match_keys(state: Mapping[str, Tensor], like: Params, key: str = "weights") 
         f"{key}: the keys do not fit the model (model keys such as {missing}, file keys such as "
         f"{list(state)[:4]}); expected the same architecture, keys equal up to one prefix"
     )
-
-
-def _like(params: Mapping[str, Tensor], like: Params) -> Params:
-    return {k: params[k].detach().to(device=v.device, dtype=v.dtype) for k, v in like.items()}
 
 
 def check_anchors(anchors: Mapping[str, Any], allowed: Iterable[str], probe: str) -> None:

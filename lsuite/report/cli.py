@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lsuite.report.figures import filename, plot_final, plot_training, plotted
+from lsuite.report.figures import filename, plot_final, plot_training
 from lsuite.report.page import Page, table, write_pages
 from lsuite.report.runs import Run, find_runs
 from lsuite.report.table import (
@@ -18,6 +18,7 @@ from lsuite.report.table import (
     measurement_rows,
     notes,
     run_rows,
+    shown_metrics,
     swept_keys,
     write_csv,
 )
@@ -80,7 +81,7 @@ def report(sweep_dir: Path, out: Path | None = None) -> Report:
             header=["run", "status", *hyperparameter_keys(runs), *MEASUREMENT_COLUMNS],
         ),
     ]
-    metrics = _metrics(summary)
+    metrics = shown_metrics(summary)
     final_figures = _figures(
         files, [plot_final(runs, m, swept, out / filename("final", m)) for m in metrics]
     )
@@ -108,6 +109,7 @@ def report(sweep_dir: Path, out: Path | None = None) -> Report:
         training_figures=training_figures,
     )
     files += write_pages(page, out)
+    _remove_stale_figures(out, files)
     return Report(directory=out, runs=runs, files=files, notes=found)
 
 
@@ -136,12 +138,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     print("\n".join(lines))
 
 
-def _metrics(rows: Sequence[dict[str, object]]) -> list[str]:
-    """Return the plotted final metrics and probe fields, final metrics first, in order seen."""
-    found: dict[str, None] = {}
-    for row in rows:
-        found.update(dict.fromkeys(k for k in row if "/" in k and plotted(k)))
-    return sorted(found, key=lambda m: (m.split("/")[0] not in ("train", "val", "test"), m))
+def _remove_stale_figures(directory: Path, written: list[Path]) -> None:
+    """Delete figures an earlier report left in ``directory`` that this one did not draw."""
+    kept = {path.name for path in written}
+    for pattern in ("final_*.png", "training_*.png"):
+        for path in directory.glob(pattern):
+            if path.name not in kept:
+                path.unlink()
 
 
 def _figures(files: list[Path], written: list[Path | None]) -> list[str]:

@@ -9,28 +9,14 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
+import matplotlib
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullLocator
 
 from lsuite.report.runs import Run, Value, measurements
 from lsuite.report.table import FINISHED, final_values
 from lsuite.results.jsonl import write_atomic
-
-_NOT_PLOTTED = ("num_", "stderr", "residual", "sigma", "/")
-"""Fields that describe the estimate rather than the model (cost, error, settings, per layer)."""
-
-
-def plotted(metric: str) -> bool:
-    """Return whether ``metric`` (``probe/field`` or a final metric like ``test/acc``) is plotted.
-
-    Final metrics of the run (``train/``, ``val/``, ``test/``) are; of probe fields, those that
-    describe the model rather than the estimate (not ``num_*``, ``*stderr*``, ``*residual*``,
-    ``sigma`` or per-layer values).
-    """
-    stage, _, field = metric.partition("/")
-    if stage in ("train", "val", "test"):
-        return True
-    return not any(part in field for part in _NOT_PLOTTED)
 
 
 def filename(kind: str, metric: str) -> str:
@@ -62,7 +48,7 @@ def plot_final(runs: Sequence[Run], metric: str, swept: Sequence[str], path: Pat
     done = [run for run in runs if finals.get(run.name) is not None]
     if not done or not swept:
         return None
-    figure = Figure(figsize=(4.4 * len(swept), 3.6), layout="constrained")
+    figure = Figure(figsize=(4.4 * len(swept), 4.8), layout="constrained")
     for axes, key in zip(figure.subplots(1, len(swept), squeeze=False)[0], swept, strict=True):
         others = [k for k in swept if k != key]
         lines: dict[str, list[tuple[Value, float]]] = defaultdict(list)
@@ -77,7 +63,7 @@ def plot_final(runs: Sequence[Run], metric: str, swept: Sequence[str], path: Pat
         axes.set_xlabel(key)
         axes.set_ylabel(metric)
         if others:
-            axes.legend(fontsize="x-small")
+            axes.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.2))
     figure.suptitle(f"{metric} at the end of training")
     return _save(figure, path)
 
@@ -99,10 +85,11 @@ def plot_training(
         ``path``, or None when no run has records of the probe field.
     """
     probe, _, field = metric.partition("/")
-    figure = Figure(figsize=(6.4, 4.0), layout="constrained")
+    figure = Figure(figsize=(9.6, 4.8), layout="constrained")
     axes = figure.subplots()
+    colors = _colors(len(runs))
     drawn = 0
-    for run in runs:
+    for index, run in enumerate(runs):
         points = []
         for record in run.records.get(probe, []):
             value = measurements(record).get(field)
@@ -113,15 +100,29 @@ def plot_training(
         points.sort()
         style = "-" if run.status in FINISHED else "--"
         name = label(run, swept) + ("" if run.status in FINISHED else f" ({run.status})")
-        axes.plot(*zip(*points, strict=True), style, marker="o", markersize=3, label=name)
+        marker = _MARKERS[index % len(_MARKERS)]
+        xs, ys = zip(*points, strict=True)
+        axes.plot(xs, ys, style, color=colors[index], marker=marker, markersize=3, label=name)
         drawn += 1
     if not drawn:
         return None
     axes.set_xlabel("training step")
     axes.set_ylabel(metric)
-    axes.legend(fontsize="x-small")
+    axes.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
     figure.suptitle(f"{metric} over training")
     return _save(figure, path)
+
+
+_MARKERS = ("o", "s", "^", "D", "v")
+
+
+def _colors(count: int) -> list[tuple[float, ...]]:
+    """Return ``count`` distinct colours (tab10 up to 10, tab20 up to 20, then a colour map)."""
+    name = "tab10" if count <= 10 else "tab20" if count <= 20 else "viridis"
+    colormap = matplotlib.colormaps[name]
+    if name == "viridis":
+        return [colormap(i / max(count - 1, 1)) for i in range(count)]
+    return [colormap(i) for i in range(count)]
 
 
 def _draw(axes: Axes, points: list[tuple[Value, float]], name: str | None) -> None:
@@ -143,6 +144,7 @@ def _scale_x(axes: Axes, xs: list[Value]) -> None:
         axes.set_xscale("symlog", linthresh=positive[0])
     else:
         axes.set_xscale("log")
+    axes.xaxis.set_minor_locator(NullLocator())
     axes.set_xticks(values, [f"{v:g}" for v in values])
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import importlib
 import math
+import pkgutil
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,12 +117,13 @@ def read_run(directory: Path) -> Run:
 
 
 def measurements(record: dict[str, Any]) -> dict[str, float]:
-    """Return the scalar measurements of one probe record.
+    """Return the scalar measurements of one probe record, named as loggers got them.
 
-    A record with a ``scalars`` entry (the values the callback logged as
-    ``probe/<name>/<field>``) gives those. Otherwise numbers are kept as they are, short lists
-    of numbers become ``<field>_<i>`` (e.g. ``eigenvalues_0``), and dicts of numbers
-    ``<field>/<key>``. Non-finite values, written as strings in the record, become NaN.
+    The names are those of the result's ``scalars()`` (logged as ``probe/<name>/<field>``): from
+    the record's ``scalars`` entry when it has one, else by rebuilding the result from the
+    record (``record["kind"]`` names a result class in ``lsuite.probes``). A record of an
+    unknown kind gives its numbers as they are, short lists of numbers as ``<field>_<i>`` and
+    dicts of numbers as ``<field>/<key>``. Non-finite values (strings in the record) become NaN.
 
     Args:
         record: a line of ``probes/<name>.jsonl``.
@@ -127,8 +132,11 @@ def measurements(record: dict[str, Any]) -> dict[str, float]:
         ``field -> value``.
     """
     out: dict[str, float] = {}
-    if isinstance(record.get("scalars"), dict):
-        for key, value in record["scalars"].items():
+    scalars = record.get("scalars")
+    if not isinstance(scalars, dict):
+        scalars = _result_scalars(record)
+    if scalars is not None:
+        for key, value in scalars.items():
             _put(out, key, value)
         return out
     for key, value in record.items():
@@ -150,6 +158,48 @@ def final_record(records: list[dict[str, Any]]) -> dict[str, Any] | None:
     if not records:
         return None
     return max(records, key=lambda r: (r.get("step", -1), r.get("when") == "fit_end"))
+
+
+def _result_scalars(record: dict[str, Any]) -> dict[str, float] | None:
+    """Rebuild the record's result object and return its ``scalars()``; None if impossible."""
+    result_class = _result_class(str(record.get("kind", "")))
+    if result_class is None:
+        return None
+    names = {f.name for f in dataclasses.fields(result_class)}
+    values = {k: _revive(v) for k, v in record.items() if k in names}
+    try:
+        return result_class(**values).scalars()
+    except (TypeError, ValueError, KeyError, AttributeError):
+        return None
+
+
+@functools.cache
+def _result_class(kind: str) -> type | None:
+    """Return the `ProbeResult` subclass called ``kind`` in a module of ``lsuite.probes``."""
+    if not kind:
+        return None
+    import lsuite.probes
+    from lsuite.probes.base import ProbeResult
+
+    for module in pkgutil.iter_modules(lsuite.probes.__path__, "lsuite.probes."):
+        try:
+            found = getattr(importlib.import_module(module.name), kind, None)
+        except ImportError:
+            continue
+        if isinstance(found, type) and issubclass(found, ProbeResult):
+            return found
+    return None
+
+
+def _revive(value: Any) -> Any:
+    """Turn the ``"nan"``/``"inf"`` strings of a record back into floats, recursively."""
+    if isinstance(value, str) and value.lower() in ("nan", "inf", "-inf"):
+        return float(value)
+    if isinstance(value, list):
+        return [_revive(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _revive(v) for k, v in value.items()}
+    return value
 
 
 def _put(out: dict[str, float], key: str, value: Any) -> None:

@@ -86,6 +86,45 @@ def run_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
     return rows
 
 
+_ESTIMATE_FIELDS = ("num_", "stderr", "residual", "/")
+"""Parts of probe field names that describe an estimate (cost, error, per layer), not the model."""
+
+_STAGES = ("train", "val", "test")
+
+
+def shown_metrics(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Return the final values worth a column and a figure, final metrics first, in order seen.
+
+    Kept: final metrics (``test/acc``...) and probe fields (``<probe>/<field>``) that describe
+    the model. Left out: estimator details (``num_*``, ``*stderr*``, ``*residual*``, per-layer
+    values), values equal in every run that has them (settings such as a radius), and a field
+    whose values repeat an earlier field's of the same probe in every run (``eigenvalue_0``
+    after ``top_eigenvalue``).
+
+    Args:
+        rows: `run_rows`.
+    """
+    keys: dict[str, None] = {}
+    for row in rows:
+        keys.update(dict.fromkeys(k for k in row if "/" in k))
+    kept: list[str] = []
+    seen: set[tuple[str, tuple[str, ...]]] = set()
+    for key in sorted(keys, key=lambda k: k.split("/")[0] not in _STAGES):
+        stage, _, field = key.partition("/")
+        values = tuple(repr(row.get(key)) for row in rows)
+        present = [row[key] for row in rows if row.get(key) is not None]
+        if stage not in _STAGES:
+            if any(part in field for part in _ESTIMATE_FIELDS):
+                continue
+            if len(present) > 1 and len(set(map(repr, present))) == 1:
+                continue
+            if (stage, values) in seen:
+                continue
+            seen.add((stage, values))
+        kept.append(key)
+    return kept
+
+
 def notes(runs: Sequence[Run]) -> list[str]:
     """Say which runs did not finish, and which have missing or fewer probe records than others.
 

@@ -94,6 +94,7 @@ def test_grid_sweep_then_report(launcher, tmp_path, capsys):
             status = json.loads((job / "status.json").read_text())
             assert sweep_dir.name.encode() in data  # group
             assert status["job"]["override_dirname"].encode() in data  # name
+            assert b"overrides" in data and b"optim.lr=" in data  # config: overrides too
     else:
         assert (sweep_dir / ".submitit").is_dir()
 

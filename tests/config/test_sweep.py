@@ -1,9 +1,12 @@
-"""Sweep naming: the wandb group of a multirun, and safe job directory names."""
+"""Sweep naming (wandb group, safe job directory names) and the SLURM launcher preset."""
 
 import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.types import RunMode
 from omegaconf import open_dict
 
+from lsuite.config.paths import config_dir
 from lsuite.config.sweep import MAX_DIRNAME, job_dirname, name_sweep
 
 
@@ -40,3 +43,16 @@ def test_long_job_dirnames_are_cut_and_stay_unique():
     assert a != b
     assert len(a.encode()) <= MAX_DIRNAME
     assert a.startswith("x" * 100)
+
+
+def test_slurm_preset_follows_the_trainer():
+    GlobalHydra.instance().clear()
+    overrides = ["hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2"]
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert (launcher.tasks_per_node, launcher.gpus_per_node, launcher.nodes) == (4, 4, 2)
+    assert launcher.max_num_timeout > 0 and launcher.signal_delay_s > 0  # submitit requeues
+    assert cfg.trainer.strategy == "ddp"  # srun starts the ranks

@@ -4,11 +4,25 @@ import copy
 import random
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 BATCH_SIZES = (5, 9, 3)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Run each test on one thread, then restore the setting.
+
+    The models here are tiny and gain nothing from more threads; on a shared, loaded machine a
+    second thread made their ops up to 20x slower (each parallel region waits for it).
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def mlp(seed=0, dtype=torch.float32):
@@ -104,7 +118,9 @@ def fingerprint(module):
     """Everything a probe must leave untouched: weights, buffers, grads, modes and RNG states."""
     return {
         "params": {k: (v.detach().clone(), v.requires_grad) for k, v in module.named_parameters()},
-        "grads": {k: None if v.grad is None else v.grad.clone() for k, v in module.named_parameters()},
+        "grads": {
+            k: None if v.grad is None else v.grad.clone() for k, v in module.named_parameters()
+        },
         "buffers": {k: v.clone() for k, v in module.named_buffers()},
         "modes": {k: m.training for k, m in module.named_modules()},
         "torch_rng": torch.get_rng_state(),

@@ -2,7 +2,16 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from landscape_cases import Quadratic, batches_for, cnn_bn, mlp, named, quadratic_batches, quadratic_loss
+from landscape_cases import (
+    Quadratic,
+    batches_for,
+    cnn_bn,
+    mlp,
+    named,
+    one_thread,  # noqa: F401 (autouse fixture)
+    quadratic_batches,
+    quadratic_loss,
+)
 from torch import nn
 
 from lsuite.errors import ConfigError
@@ -53,7 +62,10 @@ def test_filter_normalize_scales_each_filter_of_a_given_direction():
     out = filter_normalize(raw, params)
     row = out["3.weight"][1]
     ratio = row / raw["3.weight"][1]
-    torch.testing.assert_close(ratio, torch.full_like(ratio, float(params["3.weight"][1].norm() / raw["3.weight"][1].norm())))
+    torch.testing.assert_close(
+        ratio,
+        torch.full_like(ratio, float(params["3.weight"][1].norm() / raw["3.weight"][1].norm())),
+    )
 
 
 def test_random_directions_come_only_from_the_generator():
@@ -103,7 +115,7 @@ def test_hessian_directions_are_the_extreme_eigenvectors_of_a_quadratic():
     g = torch.Generator().manual_seed(0)
     directions, values = hessian_directions(point, source, ("largest", "largest", "smallest"), g)
     assert values == pytest.approx([4.0, 2.5, -3.0], abs=1e-8)
-    evals, evecs = torch.linalg.eigh(model.matrix)
+    evecs = torch.linalg.eigh(model.matrix).eigenvectors
     for d, column in zip(directions, (evecs[:, -1], evecs[:, -2], evecs[:, 0]), strict=True):
         v = d["w"]
         assert float(v.norm()) == pytest.approx(1.0, abs=1e-10)
@@ -114,7 +126,10 @@ def test_hessian_directions_are_the_extreme_eigenvectors_of_a_quadratic():
 def test_trajectory_directions_match_a_numpy_pca():
     g = torch.Generator().manual_seed(0)
     center = {"a": torch.randn(5, 3, generator=g), "b": torch.randn(4, generator=g)}
-    path = [{k: v + torch.randn(v.shape, generator=g) * (i + 1) for k, v in center.items()} for i in range(6)]
+    path = [
+        {k: v + torch.randn(v.shape, generator=g) * (i + 1) for k, v in center.items()}
+        for i in range(6)
+    ]
     directions, explained, coords = trajectory_directions(path, center)
     rows = np.stack([flatten(w).numpy() - flatten(center).numpy() for w in path]).astype(np.float64)
     centred = rows - rows.mean(0)

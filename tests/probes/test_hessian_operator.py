@@ -30,6 +30,15 @@ def test_products_match_dense_hessian(case, engine):
     assert op.loss() == pytest.approx(case.loss, rel=1e-12)
 
 
+@pytest.mark.parametrize("batched", [True, False])
+def test_batched_and_looped_products_agree(case, batched):
+    op = HessianOperator(case.point(), case.data()["train"], batched=batched)
+    vectors = torch.randn(
+        3, op.size, dtype=torch.float64, generator=torch.Generator().manual_seed(5)
+    )
+    assert rel(op.matmat(vectors), vectors @ case.hessian) < 1e-10
+
+
 def test_reuse_keeps_one_graph_for_every_product(mlp):
     op = HessianOperator(mlp.point(), mlp.data()["train"])
     v = torch.ones(op.size, dtype=torch.float64)
@@ -281,6 +290,7 @@ def test_works_under_no_grad_and_inference_mode(mlp):
         ({"param_names": []}, r"param_names: got \[\]; expected at least one"),
         ({"param_names": ["0.bias", "0.bias"]}, r"param_names: .*without repeats"),
         ({"engine": "magic"}, r"engine: got 'magic'; expected one of"),
+        ({"batched": "yes"}, r"^batched: got 'yes'; expected true, false or null$"),
     ],
 )
 def test_invalid_arguments_name_the_argument(mlp, kwargs, match):

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 from landscape_cases import (
     Quadratic,
     assert_same_fingerprint,
@@ -13,6 +12,7 @@ from landscape_cases import (
     fingerprint,
     mlp,
     named,
+    one_thread,  # noqa: F401 (autouse fixture)
     plain_loop,
     quadratic_batches,
     quadratic_loss,

@@ -13,6 +13,7 @@ from landscape_cases import (
     fingerprint,
     mlp,
     named,
+    one_thread,  # noqa: F401 (autouse fixture)
     plain_loop,
     quadratic_batches,
     quadratic_loss,
@@ -39,7 +40,9 @@ def along(params, direction, t):
 def test_lines_equal_a_plain_loop(make, batching):
     model, init = make(1), make(0)
     train, val = batches_for(model, 0), batches_for(model, 1, sizes=(7,))
-    probe = Line(directions=["random", "radial", "init", "gradient"], num_points=7, batching=batching)
+    probe = Line(
+        directions=["random", "radial", "init", "gradient"], num_points=7, batching=batching
+    )
     result = probe.measure(
         model, train, val_batches=val, init=init, generator=torch.Generator().manual_seed(4)
     )
@@ -66,7 +69,9 @@ def test_lines_equal_a_plain_loop(make, batching):
 
 def test_quadratic_lines_match_the_closed_form():
     model = Quadratic([3.0, 1.0, -0.5, 0.25])
-    probe = Line(directions=["radial", "gradient", "hessian"], num_points=13, span=(-1.0, 2.0), scale="unit")
+    probe = Line(
+        directions=["radial", "gradient", "hessian"], num_points=13, span=(-1.0, 2.0), scale="unit"
+    )
     result = probe.measure(model, quadratic_batches(), loss_fn=quadratic_loss)
     w, g, a = model.w.detach(), model.gradient(), model.matrix
     top = torch.linalg.eigh(a).eigenvectors[:, -1]
@@ -112,7 +117,9 @@ def test_measure_has_no_side_effects():
     with_grads(model, batches)
     torch.manual_seed(3)
     before = fingerprint(model)
-    Line(directions=["random", "radial", "gradient", "hessian"], num_points=5).measure(model, batches)
+    Line(directions=["random", "radial", "gradient", "hessian"], num_points=5).measure(
+        model, batches
+    )
     assert_same_fingerprint(before, fingerprint(model))
 
 

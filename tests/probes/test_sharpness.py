@@ -10,6 +10,7 @@ from landscape_cases import (
     cnn_bn,
     fingerprint,
     mlp,
+    one_thread,  # noqa: F401 (autouse fixture)
     quadratic_batches,
     quadratic_loss,
     with_grads,
@@ -52,7 +53,10 @@ def trust_region_max(g, h, rho):
 def measure(model, seed=0, **kwargs):
     probe = Sharpness(**kwargs)
     return probe.measure(
-        model, quadratic_batches(), loss_fn=quadratic_loss, generator=torch.Generator().manual_seed(seed)
+        model,
+        quadratic_batches(),
+        loss_fn=quadratic_loss,
+        generator=torch.Generator().manual_seed(seed),
     )
 
 
@@ -105,7 +109,9 @@ def test_adaptive_sharpness_solves_the_scaled_trust_region(rho):
     t = w.abs()
     g, h = t * model.gradient(), t[:, None] * model.matrix * t[None, :]  # in u = e / |w|
     one = measure(model, kinds=["adaptive"], rho=[rho], steps=1).adaptive[0]
-    assert one == pytest.approx(float(rho * g.norm() + 0.5 * rho**2 * (g @ h @ g) / (g @ g)), rel=1e-10)
+    assert one == pytest.approx(
+        float(rho * g.norm() + 0.5 * rho**2 * (g @ h @ g) / (g @ g)), rel=1e-10
+    )
     many = measure(model, kinds=["adaptive"], rho=[rho], steps=60).adaptive[0]
     assert many == pytest.approx(trust_region_max(g, h, rho), rel=1e-6)
 
@@ -116,7 +122,9 @@ def test_average_sharpness_is_half_sigma_squared_trace_per_draw():
     result = measure(model, seed=3, kinds=["average"], sigma=[sigma], num_samples=n)
     # antithetic pairs cancel the linear term: each sample is exactly sigma^2 z^T H z / 2
     g = torch.Generator().manual_seed(3)
-    draws = torch.stack([torch.randn(len(EIGENVALUES), generator=g, dtype=torch.float64) for _ in range(n)])
+    draws = torch.stack(
+        [torch.randn(len(EIGENVALUES), generator=g, dtype=torch.float64) for _ in range(n)]
+    )
     samples = 0.5 * sigma**2 * torch.einsum("ni,ij,nj->n", draws, model.matrix, draws)
     assert result.average[0] == pytest.approx(float(samples.mean()), rel=1e-9, abs=1e-14)
     assert result.average_stderr[0] == pytest.approx(float(samples.std() / math.sqrt(n)), rel=1e-9)
@@ -128,7 +136,9 @@ def test_average_sharpness_is_half_sigma_squared_trace_per_draw():
 
 def test_reported_stderr_matches_the_spread_over_seeds():
     model = Quadratic(EIGENVALUES)
-    runs = [measure(model, seed=s, kinds=["average"], sigma=[0.1], num_samples=8) for s in range(30)]
+    runs = [
+        measure(model, seed=s, kinds=["average"], sigma=[0.1], num_samples=8) for s in range(30)
+    ]
     means = torch.tensor([r.average[0] for r in runs])
     rms = math.sqrt(sum(r.average_stderr[0] ** 2 for r in runs) / len(runs))
     assert float(means.std()) == pytest.approx(rms, rel=0.4)
@@ -147,13 +157,18 @@ def test_network_sharpness_is_consistent_and_has_no_side_effects():
     assert a.to_dict() == b.to_dict()
     assert all(v >= -1e-6 for v in a.worst_case)
     assert a.worst_case[1] >= a.worst_case[0]
-    assert set(a.scalars()) >= {"loss", "worst_case_rho_0.01", "adaptive_rho_0.05", "average_sigma_0.01_stderr"}
+    assert set(a.scalars()) >= {
+        "loss",
+        "worst_case_rho_0.01",
+        "adaptive_rho_0.05",
+        "average_sigma_0.01_stderr",
+    }
     assert a.num_gradients == 1 + 2 * 2 * 2
 
 
 def test_results_do_not_depend_on_the_batch_split():
     model = mlp()
-    (x, y), = batches_for(model, sizes=(17,))
+    ((x, y),) = batches_for(model, sizes=(17,))
     probe = Sharpness(rho=[0.05], steps=3, sigma=[0.01], num_samples=4)
     whole = probe.measure(model, [(x, y)])
     split = probe.measure(model, [(x[:5], y[:5]), (x[5:], y[5:])])

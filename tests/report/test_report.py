@@ -31,8 +31,9 @@ def make_run(sweep, num, lr, width, status, steps, error=None, hydra=True):
         trace = {"probe": "hessian_trace", "kind": "HessianTraceResult", "seconds": 0.1}
         trace |= {"trace": lr * width * step, "stderr": 0.1, "num_matvecs": 8, "converged": True}
         append_record(directory / "probes" / "hessian_trace.jsonl", {**base, **trace})
-        eigs = {"probe": "hessian_eigs", "eigenvalues": [lr * step, 0.5], "smallest": None}
-        eigs |= {"residuals": [1e-9, 1e-9], "num_matvecs": 20}
+        eigs = {"probe": "hessian_eigs", "kind": "HessianEigenvaluesResult", "smallest": None}
+        eigs |= {"eigenvalues": [lr * step, 0.5], "residuals": [1e-9, 1e-9], "converged": True}
+        eigs |= {"smallest_residuals": None, "num_matvecs": 20}
         append_record(directory / "probes" / "hessian_eigs.jsonl", {**base, **eigs})
     return directory
 
@@ -77,21 +78,22 @@ def test_report_tables(result):
     assert runs[2]["optim.lr"] == "0.1"
     assert runs[2]["model.width"] == "32"
     assert float(runs[2]["hessian_trace/trace"]) == pytest.approx(0.1 * 32 * 30)
-    assert float(runs[2]["hessian_eigs/eigenvalues_0"]) == pytest.approx(0.1 * 30)
+    # Named as the result's scalars() names them for loggers.
+    assert float(runs[2]["hessian_eigs/top_eigenvalue"]) == pytest.approx(0.1 * 30)
+    assert float(runs[2]["hessian_eigs/eigenvalue_1"]) == pytest.approx(0.5)
     assert float(runs[0]["test/acc"]) == pytest.approx(0.51)
     assert runs[3]["error"] == "RuntimeError: planted failure"
     tidy = read_csv(result.directory / "measurements.csv")
-    # Per record: trace, stderr, num_matvecs (converged is a bool: left out) + 2 eigenvalues,
-    # 2 residuals, num_matvecs; 3 + 3 + 3 + 1 + 2 + 0 + 2 records.
-    assert len(tidy) == (3 + 5) * (3 + 3 + 3 + 1 + 2 + 2)
+    # Per record: trace, stderr, num_matvecs (an incomplete HessianTraceResult: its numbers)
+    # + num_matvecs, top_eigenvalue, eigenvalue_0, eigenvalue_1; 3 + 3 + 3 + 1 + 2 + 2 records.
+    assert len(tidy) == (3 + 4) * (3 + 3 + 3 + 1 + 2 + 2)
     first = tidy[0]
     assert set(first) >= {"run", "status", "optim.lr", "model.width", "probe", "step", "field"}
     assert {r["field"] for r in tidy if r["probe"] == "hessian_eigs"} == {
-        "eigenvalues_0",
-        "eigenvalues_1",
-        "residuals_0",
-        "residuals_1",
         "num_matvecs",
+        "top_eigenvalue",
+        "eigenvalue_0",
+        "eigenvalue_1",
     }
 
 
@@ -112,16 +114,17 @@ def test_report_figures_and_page(result):
     for name in (
         "final_test.acc.png",
         "final_hessian_trace.trace.png",
-        "final_hessian_eigs.eigenvalues_0.png",
+        "final_hessian_eigs.top_eigenvalue.png",
         "training_hessian_trace.trace.png",
-        "training_hessian_eigs.eigenvalues_0.png",
+        "training_hessian_eigs.top_eigenvalue.png",
         "README.md",
         "index.html",
     ):
         assert name in names
         assert (result.directory / name).stat().st_size > 0
-    # Estimator details are tabulated but not plotted.
-    assert not any("stderr" in n or "num_matvecs" in n or "residual" in n for n in names)
+    # Estimator details, constants (eigenvalue_1) and repeats (eigenvalue_0) are not plotted.
+    for left_out in ("stderr", "num_matvecs", "eigenvalue_0", "eigenvalue_1"):
+        assert not any(left_out in n for n in names), left_out
     page = (result.directory / "README.md").read_text()
     assert "7 runs: 3 completed, 1 diverged, 1 failed, 1 running, 1 unknown" in page
     assert "Swept: `optim.lr`, `model.width`." in page
