@@ -44,10 +44,10 @@ point on its own share of the batches and one ``DataSource.sum`` per split adds 
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import torch
@@ -343,8 +343,7 @@ class BatchNormRecompute:
     Each BatchNorm layer's statistics are reset and averaged over the first ``num_batches``
     local batches (momentum ``None``: the equal-weight mean of the batch statistics, as
     ``torch.optim.swa_utils.update_bn`` does), then averaged over ranks weighted by their batch
-    counts, so a multi-rank result equals the single-rank one on the same batches. The
-    train-mode copy of the (meta) skeleton is made once, here.
+    counts, so a multi-rank result equals the single-rank one on the same batches.
 
     Args:
         point: the frozen model.
@@ -359,8 +358,7 @@ class BatchNormRecompute:
         self.point = point
         self.source = source
         self.batches = source.batches[:num_batches]
-        self.skeleton = _train_bn_skeleton(point.skeleton)
-        self.names = _bn_buffer_names(self.skeleton)
+        self.names = _bn_buffer_names(point.skeleton)
 
     def __call__(self, params: Params) -> Params:
         """Return the point's buffers with the statistics recomputed at ``params``.
@@ -377,10 +375,10 @@ class BatchNormRecompute:
             buffers[var_key].fill_(1.0)
             buffers[count_key].zero_()
         state = {**buffers, **params}
-        with torch.no_grad():
+        with torch.no_grad(), _batch_norm_training(self.point.skeleton):
             for inputs, _ in self.batches:
                 args = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
-                functional_call(self.skeleton, state, args, strict=False)
+                functional_call(self.point.skeleton, state, args, strict=False)
         if self.source.world_size > 1:
             count = torch.tensor(
                 float(len(self.batches)), dtype=torch.float64, device=self.point.device
@@ -462,14 +460,22 @@ def _bytes_per_point(point: ModelPoint, batches: Sequence[Any]) -> int:
     return (count[0] + numel(point.params)) * point.dtype.itemsize
 
 
-def _train_bn_skeleton(skeleton: nn.Module) -> nn.Module:
-    """Copy the (meta) skeleton with BatchNorm layers in train mode and cumulative averaging."""
-    copied = copy.deepcopy(skeleton)
-    for m in copied.modules():
-        if isinstance(m, _BatchNorm) and m.track_running_stats:
-            m.train()
-            m.momentum = None
-    return copied
+@contextmanager
+def _batch_norm_training(skeleton: nn.Module) -> Iterator[None]:
+    """Put the skeleton's BatchNorm layers in train mode with cumulative averaging, then restore.
+
+    The skeleton holds no weights; its modes are restored even on error. It is not copied
+    because a LightningModule skeleton references the (shared) Trainer.
+    """
+    layers = [m for m in skeleton.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    saved = [(m.training, m.momentum) for m in layers]
+    try:
+        for m in layers:
+            m.training, m.momentum = True, None
+        yield
+    finally:
+        for m, (training, momentum) in zip(layers, saved, strict=True):
+            m.training, m.momentum = training, momentum
 
 
 def _bn_buffer_names(skeleton: nn.Module) -> list[tuple[str, str, str]]:
