@@ -17,8 +17,20 @@ _EXPORTS = {
     "DataSource": "lsuite.probes.data_source",
     "Probe": "lsuite.probes.base",
     "ProbeResult": "lsuite.probes.base",
+    "HessianOperator": "lsuite.probes.hessian_operator",
+    "hessian_eigenpairs": "lsuite.probes.hessian_eigs",
+    "HessianTrace": "lsuite.probes.hessian_trace",
+    "HessianEigenvalues": "lsuite.probes.hessian_eigs",
+    "HessianSpectrum": "lsuite.probes.hessian_spectrum",
+    "Interpolation": "lsuite.probes.interpolation",
+    "Sharpness": "lsuite.probes.sharpness",
+    "Line": "lsuite.probes.line",
+    "Plane": "lsuite.probes.plane",
     "ProbeCallback": "lsuite.callbacks.probe_callback",
+    "DivergenceCheck": "lsuite.callbacks.divergence",
+    "StochasticWeightAveraging": "lsuite.callbacks.swa",
     "Classifier": "lsuite.model.classifier",
+    "SAM": "lsuite.optim.sam",
 }
 
 __all__ = sorted(_EXPORTS)

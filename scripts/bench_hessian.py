@@ -28,6 +28,7 @@ import dataclasses
 import importlib
 import math
 import platform
+import random
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -211,14 +212,21 @@ def make_cases(smoke: bool, skip_resnet: bool) -> list[Case]:
 
 
 def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Return each function's median seconds, timed round-robin so load drift hits all alike."""
+    """Return each function's median seconds over rounds that run every function once.
+
+    The order is shuffled in every round, so neither load drift nor the state one function
+    leaves for the next (allocator, caches) favours a fixed position.
+    """
     times: dict[str, list[float]] = {k: [] for k in fns}
+    order = list(fns)
+    shuffle = random.Random(0).shuffle
     for fn in fns.values():
         fn()
     for _ in range(repeats):
-        for key, fn in fns.items():
+        shuffle(order)
+        for key in order:
             start = time.perf_counter()
-            fn()
+            fns[key]()
             times[key].append(time.perf_counter() - start)
     return {k: statistics.median(v) for k, v in times.items()}
 

@@ -1,25 +1,38 @@
 """The Hessian of the mean probe loss as a matrix-free operator on flattened parameters.
 
-Engines (``engine=``), all exact to rounding:
+The selected parameters form one flat ``(P,)`` leaf whose split views feed the stateless forward,
+so gradients and products come out flat with no per-tensor bookkeeping. Engines (``engine=``), all
+exact to rounding:
 
 - ``"reuse"`` (default): one forward and one ``create_graph`` backward over every local batch
-  build the gradient graph once; each product is then a single double backward
-  ``torch.autograd.grad(grads, params, v, retain_graph=True)``, and `HessianOperator.matmat`
-  multiplies a block of vectors in one call with ``is_grads_batched=True``. Memory: the graph of
-  every local batch is kept alive for the operator's lifetime.
+  build the gradient graph once; each product is then one double backward
+  ``torch.autograd.grad(grad, flat, v, retain_graph=True)``. `HessianOperator.matmat` loops over
+  rows on the CPU and uses one batched call (``is_grads_batched=True``) on accelerators.
+  Memory: the graphs of all local batches stay alive for the operator's lifetime.
 - ``"recompute"``: rebuilds the graph of each batch for every product (forward, ``create_graph``
-  backward, double backward) and frees it; memory of one batch's graph, about twice the time.
+  backward, double backward) and frees it: the memory of one batch's graph.
 - ``"forward_over_reverse"``: ``torch.func.jvp`` of ``torch.func.grad`` per batch, ``vmap`` over
   the rows of `HessianOperator.matmat`; nothing is kept between products.
 
-Choice of the default, measured by ``scripts/bench_hessian.py`` on the project's CPU machine
-(torch 2.13, 2 threads; one product in units of one forward + backward of the same batch):
-``reuse`` costs 1.3-1.5 gradients per product on the digits MLP and 1.9-2.4 on ResNet-20 with
-BatchNorm, ``recompute`` 2.8-3.3 and 3.4-3.6, ``forward_over_reverse`` 4.1-6.3 and 3.5-4.1; batched
-``matmat`` with ``reuse`` costs 0.25-0.6 gradients per vector on the MLP (blocks of 8-32) and
-about the same per vector as single products on the ResNet. ``reuse`` is therefore the default on
-CPU. No GPU was available to measure; the same graph reuse is what PyHessian does on GPU, and
-``forward_over_reverse`` is the engine to try there when memory for the kept graphs is short.
+Choice of the default, measured with ``scripts/bench_hessian.py --threads 1`` on the project's
+2-core CPU machine shared with other jobs (torch 2.13; one product in units of one forward +
+backward of the same batch, medians of interleaved repeats in shuffled order):
+
+=========================================  =================  ====================
+engine                                     MLP 64-128-128-10  ResNet-20, BatchNorm
+=========================================  =================  ====================
+``reuse`` matvec (default)                 1.5-1.7            2.4-2.5
+``reuse`` matmat, batched, per vector      1.7-2.2 (K=8)      2.8 (K=2)
+``recompute`` matvec                       2.8-3.3            3.7-3.8
+``forward_over_reverse`` matvec            4.9-6.0            4.2
+``forward_over_reverse`` vmap, per vector  2.0-2.3 (K=8)      -
+PyHessian (same graph reuse), for scale    1.5-1.6            2.6
+=========================================  =================  ====================
+
+``reuse`` is therefore the default, and ``matmat`` loops on the CPU (batched double backward
+only wins there on tiny models, e.g. 0.5 vs 0.9 gradients per vector at P = 1,482). No GPU was
+available to measure: on accelerators ``matmat`` batches by default (``batched=`` overrides), and
+``forward_over_reverse`` is the engine to try when memory for the kept graphs is short.
 """
 
 from __future__ import annotations
