@@ -189,8 +189,11 @@ def bench_case(
             model, metric, distance=1, steps=steps, normalization="filter", deepcopy_model=True
         )
 
+    chosen: list[str] = []
+
     def own_plane() -> None:
-        section_values(point, data, origin, (directions[0], directions[1]), axis, axis)
+        _, mode = section_values(point, data, origin, (directions[0], directions[1]), axis, axis)
+        chosen.append(mode)
 
     probe = Interpolation(num_points=points)
 
@@ -235,7 +238,7 @@ def bench_case(
                 )
             )
     forward_time = medians(forward_times)
-    rows.append(_modes_row(case, point, data, directions, forward_time, repeats, warm_up))
+    rows.append(_modes_row(case, point, data, directions, forward_time, repeats, warm_up, chosen))
     forward_ms = f"{forward_time[0] * 1e3:.3f} ms wall, {forward_time[1] * 1e3:.3f} ms CPU"
     return [("# forward", case.name, forward_ms, case.note), *rows]
 
@@ -248,6 +251,7 @@ def _modes_row(
     forward_time: tuple[float, float],
     repeats: int,
     warm_up: bool,
+    chosen: list[str],
 ) -> tuple[str, ...]:
     """Per-point cost of ``loop`` and ``vmap`` on a 3 x 3 sub-grid, and the ``auto`` choice."""
     from lsuite.functional.params import flatten
@@ -266,13 +270,15 @@ def _modes_row(
         wall, cpu = medians([timed(run) for _ in range(max(1, repeats))])
         per_point = (wall / len(points) / forward_time[0], cpu / len(points) / forward_time[1])
         costs[mode] = f"{per_point[0]:.2f} ({per_point[1]:.2f} CPU)"
-    auto, chunk = choose_batching(point, data["train"].batches, 441)  # type: ignore[arg-type]
+    rule, chunk = choose_batching(point, data["train"].batches, 441)  # type: ignore[arg-type]
+    rule = f"{rule} (chunk {chunk})"
+    picks = ", ".join(f"{m} x{chosen.count(m)}" for m in sorted(set(chosen)))
     return (
         "# modes",
         case.name,
         f"loop {costs['loop']},",
         f"vmap {costs['vmap']} fwd-eq/pt on 3x3;",
-        f"auto -> {auto} (chunk {chunk})",
+        f"auto: {rule}; plane runs used {picks}",
     )
 
 

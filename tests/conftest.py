@@ -14,8 +14,10 @@ torch.set_num_threads(1)
 
 @pytest.fixture(autouse=True)
 def _clean_distributed_env(monkeypatch):
-    """Each test starts without the port and rank variables an earlier DDP run left behind."""
-    for key in ("MASTER_PORT", "MASTER_ADDR", "WORLD_SIZE", "LOCAL_RANK", "NODE_RANK", "RANK"):
+    """Each test starts without the port, rank and seed variables an earlier run left behind."""
+    # PL_GLOBAL_SEED, set by seed_everything, also seeds the DistributedSampler's shuffle.
+    leaked = ("MASTER_PORT", "MASTER_ADDR", "WORLD_SIZE", "LOCAL_RANK", "NODE_RANK", "RANK")
+    for key in (*leaked, "PL_GLOBAL_SEED", "PL_SEED_WORKERS"):
         monkeypatch.delenv(key, raising=False)
     for key in [k for k in os.environ if k.startswith("SLURM_")]:
         monkeypatch.delenv(key, raising=False)

@@ -5,37 +5,42 @@ Points are flat ``(P,)`` parameter vectors in the key order of ``point.params`` 
 ``base + coefficients @ directions`` (`AffinePoints`: lines, planes, random samples), or a
 straight segment evaluated with ``torch.lerp`` (`SegmentPoints`: exact at both ends). Nothing is
 deep-copied per point and the model is never touched; every point goes through the point's
-stateless skeleton with ``torch.func.functional_call``, in one of two ways:
+stateless skeleton, in one of two ways:
 
-- ``"loop"``: one work vector is rewritten in place for each point (one or two fused adds) and
-  the parameter dict handed to ``functional_call`` is a set of views into it;
+- ``"loop"``: one work vector is rewritten in place for each point (one or two fused adds); the
+  skeleton's parameter slots hold views into it for the whole grid (``functional_call``'s
+  re-parametrisation, done once per grid instead of once per forward; restored afterwards);
 - ``"vmap"``: ``torch.func.vmap`` over a chunk of ``K`` points, whose ``(K, P)`` parameters are
   built by one ``addmm`` (or ``lerp``).
 
-Rule for ``batching="auto"``: ``vmap`` when (1) every module that owns parameters is a linear,
-convolution, embedding or normalisation layer (`vmap_friendly`; other modules may lack batching
+Rule for ``batching="auto"``: the loop, unless (1) every module that owns parameters is a
+linear, convolution, embedding or normalisation layer (`vmap_friendly`; others may lack batching
 rules), (2) BatchNorm uses running statistics and no point needs its own buffers, and (3) one
 point needs at most `VMAP_MAX_POINT_BYTES`, counting its parameters and every layer output on the
-largest batch; a ``vmap`` chunk then holds `VMAP_CHUNK_BYTES` worth of points (2 to 64).
-Otherwise ``loop``. If ``vmap`` fails under ``"auto"`` (an op without a batching rule), a
-warning is logged and the loop is used.
+largest batch. Then, for a grid of at least `RACE_CHUNKS` chunks (`VMAP_CHUNK_BYTES` worth of
+points each, 2 to 64), the two race: the first chunk is evaluated with ``vmap``, the next as many
+points with the loop, and the rest the way that was faster per point; every raced point is a
+real grid point, so the race costs nothing but the slower half of one chunk. Smaller grids use
+``vmap`` only up to `VMAP_SURE_BYTES` per point. A ``vmap`` failure (an op without a batching
+rule) is logged and the loop does everything.
 
-Why (``scripts/bench_landscape.py`` and one-off timings on the shared 2-core CPU machine,
-torch 2.13; cost per point in no-grad forwards of the same batch, loop / vmap, one thread and
-CPU time unless noted; the machine was loaded by other jobs, so single numbers moved by up to
-1.5x between runs): ``vmap`` pays where one forward is too small to keep the CPU busy: MLP
-64-32-32-10, batch 64 (0.08 MiB per point) 3.2 / 1.1; ResNet-8 x0.25 on 8x8, batch 16 (0.2 MiB)
-1.7 / 0.3 and batch 64 (0.8 MiB) 1.5 / 0.6; 1-D CNN (8, 8), batch 64 (0.3 MiB) 1.6 / 1.0; digits
-CNN (32, 64), batch 32 (0.9 MiB) 1.2 / 1.0; digits MLP 64-128-128-10, batch 256 (0.9 MiB) 1.8 /
-1.5 in a quiet run (2.0 / 2.5 in a loaded one; with 2 threads 2.1 / 1.3, since a tiny forward
-does not use the second core but a chunk of them does). It loses once a point's layer outputs
-leave the cache, where a convolution becomes a slow grouped convolution: 1-D CNN (32, 32, 32),
-batch 256 (5.5 MiB) 1.2 / 4.2; ResNet-20 on 32x32 (31 MiB) 1.0 / 1.4; ResNet-8 8x8, batch 256
-(13 MiB) 1.1 / 1.5; MLP 64-512-512-10 (4.2 MiB) 1.2 / 1.4; digits MLP at batch 2048 (6.7 MiB)
-1.5 / 1.9; between 1 and 4 MiB the two were within noise of each other. The one loss below
-1 MiB was the 1-D CNN (32, 32, 32) at batch 32 (0.7 MiB): 1.5 / 2.1 on one thread, 1.5 / 1.3 on
-two. Chunks beyond the last-level cache were slower (digits MLP, 2 threads: chunk 16 1.3,
-chunk 64 2.0). No GPU was available to measure; the same rule applies there.
+Why (one-off timings and ``scripts/bench_landscape.py`` on the shared 2-core CPU machine, torch
+2.13; cost per point in no-grad forwards of the same batch, loop / vmap, one thread, CPU time;
+the machine was loaded by other jobs, so single numbers moved by up to 1.5x between runs). The
+loop costs 1.0-1.5 on every model tried. ``vmap`` wins where each layer's work is tiny, so that
+per-op overhead dominates: MLP 64-32-32-10, batch 64 (0.08 MiB per point) 2.0 / 1.1; ResNet-8
+x0.25 on 8x8, batch 16 (0.2 MiB) 1.1 / 0.3 and batch 64 (0.8 MiB) 1.1 / 0.6; 1-D CNN (8, 8),
+batch 64 (0.3 MiB) 1.3 / 1.05. It loses where layers are larger, even at a similar memory per
+point: digits MLP 64-128-128-10, batch 256 (0.9 MiB) 1.5 / 2.3 (but 2.1 / 1.3 in a quiet run with
+2 threads, where a single small forward leaves the second core idle and a chunk does not); 1-D
+CNN (32, 32, 32), batch 32 (0.7 MiB) 1.2 / 1.6; digits CNN, batch 32 (0.9 MiB) 1.1 / 1.1. Beyond
+a few MiB per point it always lost (convolutions become grouped convolutions, and chunks leave
+the cache): 1-D CNN batch 256 (5.5 MiB) 1.1 / 4.2; ResNet-8 8x8 batch 64 (3.4 MiB) 1.1 / 1.3;
+MLP 64-512-512-10 (4.2 MiB) 1.1 / 1.5; ResNet-20 on 32x32 (31 MiB) 1.0 / 1.5. Since the winner
+at ~1 MiB depends on layer sizes, thread count and load, a measured race decides there rather
+than a fixed threshold. Chunks larger than the last-level cache were slower (digits MLP, 2
+threads: chunk 16 1.3, chunk 64 2.0). No GPU was available to measure; the race applies there
+too (with a device synchronisation before each clock reading).
 
 Every mean is the sample-weighted mean over all batches of all ranks: each rank evaluates every
 point on its own share of the batches and one ``DataSource.sum`` per split adds the partial sums
@@ -67,8 +72,14 @@ log = logging.getLogger(__name__)
 Batching = Literal["auto", "vmap", "loop"]
 BATCHINGS = ("auto", "vmap", "loop")
 
-VMAP_MAX_POINT_BYTES = 2**20
-"""Largest memory per point (parameters plus layer outputs) for which ``auto`` picks ``vmap``."""
+VMAP_MAX_POINT_BYTES = 2 * 2**20
+"""Largest memory per point (parameters plus layer outputs) for which ``auto`` tries ``vmap``."""
+
+VMAP_SURE_BYTES = 2**18
+"""Memory per point up to which ``vmap`` won on every model measured (used without a race)."""
+
+RACE_CHUNKS = 4
+"""``auto`` races ``vmap`` against the loop only for grids of at least this many chunks."""
 
 VMAP_CHUNK_BYTES = 16 * 2**20
 """Memory of one ``vmap`` chunk; the chunk size is this over the memory per point."""
@@ -200,7 +211,7 @@ def choose_batching(
     num_points: int,
     batching: Batching = "auto",
     per_point_buffers: bool = False,
-) -> tuple[Literal["vmap", "loop"], int]:
+) -> tuple[Literal["vmap", "loop", "race"], int]:
     """Return ``(mode, chunk)`` for evaluating ``num_points`` points (the rule in the module doc).
 
     Args:
@@ -211,7 +222,8 @@ def choose_batching(
         per_point_buffers: whether each point needs its own buffers (forces ``"loop"``).
 
     Returns:
-        The mode and the number of points per ``vmap`` call (1 for ``"loop"``).
+        The mode (``"race"``: time both on the first chunks, see the module doc) and the number
+        of points per ``vmap`` call (1 for ``"loop"``).
 
     Raises:
         ConfigError: for an unknown ``batching``, or ``"vmap"`` where points need their own
@@ -233,10 +245,14 @@ def choose_batching(
     if batching == "auto" and (train_bn or not vmap_friendly(point.skeleton)):
         return "loop", 1
     per_point = _bytes_per_point(point, batches)
-    if batching == "auto" and per_point > VMAP_MAX_POINT_BYTES:
+    chunk = int(min(max(2, min(64, VMAP_CHUNK_BYTES // max(per_point, 1))), num_points))
+    if batching == "vmap":
+        return "vmap", chunk
+    if per_point > VMAP_MAX_POINT_BYTES:
         return "loop", 1
-    chunk = max(2, min(64, VMAP_CHUNK_BYTES // max(per_point, 1)))
-    return "vmap", int(min(chunk, num_points))
+    if num_points >= RACE_CHUNKS * chunk:
+        return "race", chunk
+    return ("vmap", chunk) if per_point <= VMAP_SURE_BYTES else ("loop", 1)
 
 
 def evaluate_points(
@@ -283,8 +299,10 @@ def evaluate_points(
 
     if mode == "loop":
         loop(everything)
-    elif batching == "vmap":
+    elif mode == "vmap" and batching == "vmap":
         batched(everything)
+    elif mode == "vmap":
+        mode = "vmap" if _vmap_or_loop(batched, loop, everything) else "loop"
     else:
         mode = _race(batched, loop, len(points), chunk, flat.device)
     out: dict[str, SplitValues] = {}
@@ -310,11 +328,8 @@ def _race(
     """
     first = range(min(chunk, count))
     start = _now(device)
-    try:
-        batched(first)
-    except RuntimeError as error:
-        log.warning("batching: vmap failed (%s); evaluating the points in a loop", error)
-        loop(range(count))
+    if not _vmap_or_loop(batched, loop, first):
+        loop(range(first.stop, count))
         return "loop"
     vmap_time = (_now(device) - start) / len(first)
     second = range(first.stop, min(first.stop + chunk, count))
@@ -328,6 +343,23 @@ def _race(
     if rest:
         (batched if winner == "vmap" else loop)(rest)
     return winner
+
+
+def _vmap_or_loop(
+    batched: Callable[[range], None], loop: Callable[[range], None], indices: range
+) -> bool:
+    """Evaluate ``indices`` with ``vmap``, or with the loop if ``vmap`` fails (logged).
+
+    Returns:
+        Whether ``vmap`` succeeded.
+    """
+    try:
+        batched(indices)
+    except RuntimeError as error:  # an op without a batching rule in a user model
+        log.warning("batching: vmap failed (%s); evaluating the points in a loop", error)
+        loop(indices)
+        return False
+    return True
 
 
 def _now(device: torch.device) -> float:

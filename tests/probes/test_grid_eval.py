@@ -121,14 +121,21 @@ def test_auto_batching_rule():
     small = snapshot(mlp(), F.cross_entropy)
     batches = batches_for(mlp())
     mode, chunk = choose_batching(small, batches, 441)
-    assert mode == "vmap" and 2 <= chunk <= 64
+    assert mode == "race" and 2 <= chunk <= 64
+    assert choose_batching(small, batches, 10) == ("vmap", 10)  # tiny points: vmap, no race
+    digits = snapshot(
+        nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10)), F.cross_entropy
+    )
+    digit_batches = [(torch.randn(256, 64), torch.zeros(256, dtype=torch.long))]
+    assert choose_batching(digits, digit_batches, 25) == ("loop", 1)  # 0.4 MiB: no sure win
+    assert choose_batching(digits, digit_batches, 441)[0] == "race"
     assert choose_batching(small, batches, 441, per_point_buffers=True) == ("loop", 1)
     with pytest.raises(ConfigError, match="batching: got 'vmap'; expected 'auto' or 'loop'"):
         choose_batching(small, batches, 441, batching="vmap", per_point_buffers=True)
     assert choose_batching(small, batches, 441, batching="loop") == ("loop", 1)
     small_conv = snapshot(cnn_bn(), F.cross_entropy)
     assert vmap_friendly(small_conv.skeleton)
-    assert choose_batching(small_conv, batches_for(cnn_bn()), 441)[0] == "vmap"
+    assert choose_batching(small_conv, batches_for(cnn_bn()), 441)[0] == "race"
     big_conv = snapshot(nn.Sequential(nn.Conv2d(3, 64, 3), nn.Flatten()), F.cross_entropy)
     images = [(torch.randn(64, 3, 16, 16), torch.zeros(64, dtype=torch.long))]
     assert choose_batching(big_conv, images, 441) == ("loop", 1)
@@ -176,7 +183,9 @@ def test_recompute_batch_norm_matches_update_bn():
     batches = batches_for(model)
     point = snapshot(model, F.cross_entropy)
     params = {k: v * 1.1 for k, v in point.params.items()}
+    modes = [(m.training, getattr(m, "momentum", None)) for m in point.skeleton.modules()]
     buffers = BatchNormRecompute(point, DataSource(batches), num_batches=2)(params)
+    assert modes == [(m.training, getattr(m, "momentum", None)) for m in point.skeleton.modules()]
     reference = copy.deepcopy(model)
     state = reference.state_dict()
     state.update(params)
@@ -357,3 +366,41 @@ def test_auto_falls_back_to_the_loop_when_vmap_fails(caplog):
     )
     with pytest.raises(RuntimeError):
         evaluate_points(point, {"train": DataSource(batches)}, points, batching="vmap")
+    many = affine(point, n=300)  # enough points for a race, whose vmap half fails
+    raced, mode = evaluate_points(point, {"train": DataSource(batches)}, many)
+    looped, _ = evaluate_points(point, {"train": DataSource(batches)}, many, batching="loop")
+    assert mode == "loop"
+    torch.testing.assert_close(raced["train"].loss, looped["train"].loss, atol=0, rtol=0)
+
+
+def test_auto_races_vmap_against_the_loop_and_agrees_with_both():
+    model = mlp()
+    batches = batches_for(model)
+    point = snapshot(model, F.cross_entropy)
+    points = affine(point, n=150)  # more than two chunks
+    data = {"train": DataSource(batches)}
+    auto, mode = evaluate_points(point, data, points)
+    assert mode in ("vmap", "loop")
+    loop, _ = evaluate_points(point, data, points, batching="loop")
+    torch.testing.assert_close(auto["train"].loss, loop["train"].loss, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(auto["train"].accuracy, loop["train"].accuracy, atol=1e-12, rtol=0)
+    assert all(t.device.type == "meta" for t in point.skeleton.parameters())  # slots restored
+
+
+def test_the_skeleton_is_restored_when_evaluation_fails():
+    model = cnn_bn()
+    calls = []
+
+    def failing_loss(outputs, targets):
+        calls.append(1)
+        if len(calls) == 3:
+            raise ValueError("boom")
+        return F.cross_entropy(outputs, targets)
+
+    point = snapshot(model, failing_loss)
+    with pytest.raises(ValueError, match="boom"):
+        evaluate_points(
+            point, {"train": DataSource(batches_for(model))}, affine(point), batching="loop"
+        )
+    assert all(t.device.type == "meta" for t in point.skeleton.parameters())
+    assert all(t.device.type == "meta" for t in point.skeleton.buffers())
