@@ -17,30 +17,31 @@ Rule for ``batching="auto"``: the loop, unless (1) every module that owns parame
 linear, convolution, embedding or normalisation layer (`vmap_friendly`; others may lack batching
 rules), (2) BatchNorm uses running statistics and no point needs its own buffers, and (3) one
 point needs at most `VMAP_MAX_POINT_BYTES`, counting its parameters and every layer output on the
-largest batch. Then, for a grid of at least `RACE_CHUNKS` chunks (`VMAP_CHUNK_BYTES` worth of
-points each, 2 to 64), the two race: the first chunk is evaluated with ``vmap``, the next as many
-points with the loop, and the rest the way that was faster per point; every raced point is a
-real grid point, so the race costs nothing but the slower half of one chunk. Smaller grids use
-``vmap`` only up to `VMAP_SURE_BYTES` per point. A ``vmap`` failure (an op without a batching
-rule) is logged and the loop does everything.
+largest batch. Then, for at least `RACE_MIN_POINTS` points, the two race: the first ``K`` points
+are evaluated with ``vmap``, the next ``K`` with the loop, and the rest the way that was faster
+per point, where ``K`` is a chunk (`VMAP_CHUNK_BYTES` worth of points, 2 to 64) but at most a
+quarter of the points. Every raced point is a real grid point, so the race costs nothing but the
+slower half of ``2 K`` points. Fewer points use ``vmap`` only up to `VMAP_SURE_BYTES` per
+point. A ``vmap`` failure (an op without a batching rule) is logged and the loop does everything.
 
 Why (one-off timings and ``scripts/bench_landscape.py`` on the shared 2-core CPU machine, torch
 2.13; cost per point in no-grad forwards of the same batch, loop / vmap, one thread, CPU time;
-the machine was loaded by other jobs, so single numbers moved by up to 1.5x between runs). The
-loop costs 1.0-1.5 on every model tried. ``vmap`` wins where each layer's work is tiny, so that
-per-op overhead dominates: MLP 64-32-32-10, batch 64 (0.08 MiB per point) 2.0 / 1.1; ResNet-8
-x0.25 on 8x8, batch 16 (0.2 MiB) 1.1 / 0.3 and batch 64 (0.8 MiB) 1.1 / 0.6; 1-D CNN (8, 8),
-batch 64 (0.3 MiB) 1.3 / 1.05. It loses where layers are larger, even at a similar memory per
-point: digits MLP 64-128-128-10, batch 256 (0.9 MiB) 1.5 / 2.3 (but 2.1 / 1.3 in a quiet run with
-2 threads, where a single small forward leaves the second core idle and a chunk does not); 1-D
-CNN (32, 32, 32), batch 32 (0.7 MiB) 1.2 / 1.6; digits CNN, batch 32 (0.9 MiB) 1.1 / 1.1. Beyond
-a few MiB per point it always lost (convolutions become grouped convolutions, and chunks leave
-the cache): 1-D CNN batch 256 (5.5 MiB) 1.1 / 4.2; ResNet-8 8x8 batch 64 (3.4 MiB) 1.1 / 1.3;
-MLP 64-512-512-10 (4.2 MiB) 1.1 / 1.5; ResNet-20 on 32x32 (31 MiB) 1.0 / 1.5. Since the winner
-at ~1 MiB depends on layer sizes, thread count and load, a measured race decides there rather
-than a fixed threshold. Chunks larger than the last-level cache were slower (digits MLP, 2
-threads: chunk 16 1.3, chunk 64 2.0). No GPU was available to measure; the race applies there
-too (with a device synchronisation before each clock reading).
+other jobs loaded the machine, so single numbers moved by up to 1.5x between runs). The loop
+costs 1.0-1.6 on every model tried (the rest of a point is the loss, about 0.2 on the digits MLP,
+whose log-softmax over 10 classes is slow on CPU). ``vmap`` wins where each layer's work is tiny,
+so that per-op overhead dominates: MLP 64-32-32-10, batch 64 (0.08 MiB per point) 2.0 / 1.1;
+ResNet-8 x0.25 on 8x8, batch 16 (0.2 MiB) 1.1 / 0.3 and batch 64 (0.8 MiB) 1.1 / 0.6; 1-D CNN
+(8, 8), batch 64 (0.3 MiB) 1.3 / 1.05. It loses where layers are larger, even at a similar
+memory per point: digits MLP 64-128-128-10, batch 256 (0.9 MiB) 1.5-1.7 / 1.8-2.9 (one earlier
+quiet 2-thread run, with a slower loop, had 2.1 / 1.3); 1-D CNN (32, 32, 32), batch 32 (0.7 MiB)
+1.2 / 1.6; digits CNN, batch 32 (0.9 MiB) 1.1 / 1.1. Beyond a few MiB per point it always lost
+(convolutions become grouped convolutions, and chunks leave the cache): 1-D CNN batch 256
+(5.5 MiB) 1.1 / 4.2; ResNet-8 8x8 batch 64 (3.4 MiB) 1.1 / 1.3; MLP 64-512-512-10 (4.2 MiB)
+1.1 / 1.5; ResNet-20 on 32x32 (31 MiB) 1.0 / 1.4. Since the winner below 1 MiB depends on layer
+sizes, thread count and load, a measured race decides there rather than a fixed threshold.
+Chunks larger than the last-level cache were slower (digits MLP, 2 threads: chunk 16 1.3, chunk
+64 2.0). No GPU was available to measure; the race applies there too (with a device
+synchronisation before each clock reading).
 
 Every mean is the sample-weighted mean over all batches of all ranks: each rank evaluates every
 point on its own share of the batches and one ``DataSource.sum`` per split adds the partial sums
@@ -52,8 +53,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import torch
@@ -62,7 +62,7 @@ from torch.func import functional_call, vmap
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
 
-from lsuite.errors import ConfigError, require
+from lsuite.errors import require
 from lsuite.functional.params import Params, flatten, numel, unflatten
 from lsuite.probes.data_source import DataSource
 from lsuite.probes.point import ModelPoint
@@ -78,8 +78,10 @@ VMAP_MAX_POINT_BYTES = 2 * 2**20
 VMAP_SURE_BYTES = 2**18
 """Memory per point up to which ``vmap`` won on every model measured (used without a race)."""
 
-RACE_CHUNKS = 4
-"""``auto`` races ``vmap`` against the loop only for grids of at least this many chunks."""
+RACE_MIN_POINTS = 64
+"""``auto`` races ``vmap`` against the loop for at least this many points (a race among fewer
+cost more than it could win: on a 51-point digits-MLP line it took 2.0 forwards per point vs 1.6
+for the loop alone, when ``vmap`` lost)."""
 
 VMAP_CHUNK_BYTES = 16 * 2**20
 """Memory of one ``vmap`` chunk; the chunk size is this over the memory per point."""
@@ -115,7 +117,7 @@ class AffinePoints:
     Args:
         base: ``(P,)`` flat parameters.
         directions: ``(J, P)`` flat directions (same dtype and device as ``base``).
-        coefficients: ``(N, J)`` coordinates of the points; zero entries are skipped.
+        coefficients: ``(N, J)`` coordinates of the points, ``J >= 1``.
     """
 
     def __init__(self, base: Tensor, directions: Tensor, coefficients: Tensor) -> None:
@@ -123,23 +125,30 @@ class AffinePoints:
         self.directions = directions
         self.coefficients = coefficients.detach().to("cpu", torch.float64)
         self._rows = self.coefficients.tolist()
+        self._head: list[float] | None = None
+        self._partial: Tensor | None = None
 
     def __len__(self) -> int:
         return len(self._rows)
 
     def fill(self, index: int, out: Tensor) -> None:
-        """Write point ``index``, shape ``(P,)``, into ``out``."""
-        started = False
-        for j, c in enumerate(self._rows[index]):
-            if c == 0.0:
-                continue
-            if started:
-                out.add_(self.directions[j], alpha=c)
-            else:
-                torch.add(self.base, self.directions[j], alpha=c, out=out)
-                started = True
-        if not started:
-            out.copy_(self.base)
+        """Write point ``index``, shape ``(P,)``, into ``out``.
+
+        The sum of all but the last term is kept between calls, so walking a plane row by row
+        costs one fused add per point.
+        """
+        *head, last = self._rows[index]
+        if self._partial is None or head != self._head:
+            self._partial = self.base.clone() if self._partial is None else self._partial
+            self._partial.copy_(self.base)
+            for j, c in enumerate(head):
+                if c != 0.0:
+                    self._partial.add_(self.directions[j], alpha=c)
+            self._head = head
+        if last == 0.0:
+            out.copy_(self._partial)
+        else:
+            torch.add(self._partial, self.directions[-1], alpha=last, out=out)
 
     def stack(self, indices: slice) -> Tensor:
         """Return the points ``indices`` as ``(K, P)`` rows."""
@@ -250,7 +259,7 @@ def choose_batching(
         return "vmap", chunk
     if per_point > VMAP_MAX_POINT_BYTES:
         return "loop", 1
-    if num_points >= RACE_CHUNKS * chunk:
+    if num_points >= RACE_MIN_POINTS:
         return "race", chunk
     return ("vmap", chunk) if per_point <= VMAP_SURE_BYTES else ("loop", 1)
 
@@ -304,7 +313,7 @@ def evaluate_points(
     elif mode == "vmap":
         mode = "vmap" if _vmap_or_loop(batched, loop, everything) else "loop"
     else:
-        mode = _race(batched, loop, len(points), chunk, flat.device)
+        mode = _race(batched, loop, len(points), min(chunk, len(points) // 4), flat.device)
     out: dict[str, SplitValues] = {}
     for name, source in data.items():
         values = torch.cat([p[name] for p in parts], dim=1)  # (num_local_batches, N, 2)
@@ -385,7 +394,10 @@ def _evaluate_loop(
     """
     work = torch.empty_like(flat)
     params = unflatten(work, point.params)  # views into `work`, rewritten for every point
-    values: dict[str, list[Tensor]] = {name: [] for name in data}
+    losses: dict[str, list[Tensor]] = {name: [] for name in data}
+    hits = {
+        name: [_Hits(targets) for _, targets in source.batches] for name, source in data.items()
+    }
     binding = _Binding(point.skeleton)
     try:
         binding.bind({**buffers, **params})
@@ -395,18 +407,59 @@ def _evaluate_loop(
                 if buffers_fn is not None:
                     binding.bind(buffers_fn(params))
                 for name, source in data.items():
-                    for inputs, targets in source.batches:
+                    for (inputs, targets), counter in zip(source.batches, hits[name], strict=True):
                         args = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
                         outputs = point.skeleton(*args)
-                        values[name].append(point.loss_fn(outputs, targets))
-                        values[name].append(_correct(outputs, targets))
+                        losses[name].append(point.loss_fn(outputs, targets))
+                        counter.add(outputs)
     finally:
         binding.restore()
     out: dict[str, Tensor] = {}
-    for name, source in data.items():
-        stacked = torch.stack(values[name]) if values[name] else flat.new_empty(0)
-        out[name] = stacked.reshape(len(indices), len(source.batches), 2).transpose(0, 1)
+    for name in data:
+        if not losses[name]:
+            out[name] = flat.new_empty(0, len(indices), 2)
+            continue
+        loss = torch.stack(losses[name]).to(torch.float64).reshape(len(indices), -1).T
+        count = torch.stack([counter.counts() for counter in hits[name]])  # (batches, n)
+        out[name] = torch.stack([loss, count], dim=-1)
     return out
+
+
+class _Hits:
+    """Top-1 hit counts of many points on one batch, computed a block of outputs at a time.
+
+    One ``argmax``/``==``/``sum`` per block instead of per point saved 0.1 forwards per point
+    on the digits MLP.
+    """
+
+    def __init__(self, targets: Tensor) -> None:
+        self.targets = targets
+        self.pending: list[Tensor] = []
+        self.pending_bytes = 0
+        self.done: list[Tensor] = []
+
+    def add(self, outputs: Tensor) -> None:
+        """Queue one point's outputs (or record nan when accuracy is undefined)."""
+        if not _has_accuracy(outputs, self.targets):
+            self.done.append(torch.full((1,), float("nan"), dtype=torch.float64))
+            return
+        self.pending.append(outputs)
+        self.pending_bytes += outputs.numel() * outputs.element_size()
+        if len(self.pending) >= 64 or self.pending_bytes >= 2**22:
+            self._flush()
+
+    def counts(self) -> Tensor:
+        """Return the ``(n,)`` float64 hit counts of every point added, in order."""
+        self._flush()
+        device = self.targets.device
+        return torch.cat([c.to(device, torch.float64) for c in self.done])
+
+    def _flush(self) -> None:
+        if self.pending:
+            stacked = torch.stack(self.pending)  # (K, B, C, ...)
+            hit = stacked.argmax(2) == self.targets
+            self.done.append(hit.reshape(len(self.pending), -1).sum(1))
+            self.pending, self.pending_bytes = [], 0
 
 
 class _Binding:
@@ -465,61 +518,6 @@ def _evaluate_vmap(
     return {name: torch.cat(chunks, dim=1) for name, chunks in parts.items()}
 
 
-class BatchNormRecompute:
-    """Recompute BatchNorm running statistics at given weights: a ``buffers_fn``.
-
-    Each BatchNorm layer's statistics are reset and averaged over the first ``num_batches``
-    local batches (momentum ``None``: the equal-weight mean of the batch statistics, as
-    ``torch.optim.swa_utils.update_bn`` does), then averaged over ranks weighted by their batch
-    counts, so a multi-rank result equals the single-rank one on the same batches.
-
-    Args:
-        point: the frozen model.
-        source: probe batches; the first ``num_batches`` of this rank are used.
-        num_batches: number of local batches, ``>= 1``.
-
-    Raises:
-        ConfigError: when the model has no BatchNorm layer that tracks running statistics.
-    """
-
-    def __init__(self, point: ModelPoint, source: DataSource, num_batches: int) -> None:
-        self.point = point
-        self.source = source
-        self.batches = source.batches[:num_batches]
-        self.names = _bn_buffer_names(point.skeleton)
-
-    def __call__(self, params: Params) -> Params:
-        """Return the point's buffers with the statistics recomputed at ``params``.
-
-        Args:
-            params: the weights (same keys and shapes as ``point.params``).
-
-        Returns:
-            Buffers with the keys of ``point.buffers`` (fresh tensors; the point is unchanged).
-        """
-        buffers = {k: v.clone() for k, v in self.point.buffers.items()}
-        for mean_key, var_key, count_key in self.names:
-            buffers[mean_key].zero_()
-            buffers[var_key].fill_(1.0)
-            buffers[count_key].zero_()
-        state = {**buffers, **params}
-        with torch.no_grad(), _batch_norm_training(self.point.skeleton):
-            for inputs, _ in self.batches:
-                args = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
-                functional_call(self.point.skeleton, state, args, strict=False)
-        if self.source.world_size > 1:
-            count = torch.tensor(
-                float(len(self.batches)), dtype=torch.float64, device=self.point.device
-            )
-            total = self.source.sum(count)
-            for mean_key, var_key, count_key in self.names:
-                for key in (mean_key, var_key):
-                    summed = self.source.sum(buffers[key].double() * count) / total
-                    buffers[key] = summed.to(buffers[key].dtype)
-                buffers[count_key] = self.source.sum(buffers[count_key])
-        return buffers
-
-
 def _loss_and_accuracy(point: ModelPoint, state: Params, inputs: Any, targets: Tensor) -> Tensor:
     """Return ``[loss, correct count]`` of one batch at ``state`` (count nan if undefined)."""
     args = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
@@ -529,10 +527,9 @@ def _loss_and_accuracy(point: ModelPoint, state: Params, inputs: Any, targets: T
 
 
 def _correct(outputs: Tensor, targets: Tensor) -> Tensor:
-    """Return the number of top-1 hits (``argmax`` over dim 1), or nan when undefined."""
+    """Return the number of top-1 hits (``argmax`` over dim 1, an int), or nan when undefined."""
     if _has_accuracy(outputs, targets):
-        # a count is exact in float32; it becomes a mean in float64 in `_reduce`
-        return (outputs.argmax(1) == targets).sum().to(outputs.dtype)
+        return (outputs.argmax(1) == targets).sum()  # becomes a float64 mean in `_reduce`
     return torch.full((), float("nan"), dtype=outputs.dtype, device=outputs.device)
 
 
@@ -582,60 +579,6 @@ def _bytes_per_point(point: ModelPoint, batches: Sequence[Any]) -> int:
         for handle in handles:
             handle.remove()
     return (count[0] + numel(point.params)) * point.dtype.itemsize
-
-
-@contextmanager
-def _batch_norm_training(skeleton: nn.Module) -> Iterator[None]:
-    """Put the skeleton's BatchNorm layers in train mode with cumulative averaging, then restore.
-
-    The skeleton holds no weights; its modes are restored even on error. It is not copied
-    because a LightningModule skeleton references the (shared) Trainer.
-    """
-    layers = [m for m in skeleton.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
-    saved = [(m.training, m.momentum) for m in layers]
-    try:
-        for m in layers:
-            m.training, m.momentum = True, None
-        yield
-    finally:
-        for m, (training, momentum) in zip(layers, saved, strict=True):
-            m.training, m.momentum = training, momentum
-
-
-def _bn_buffer_names(skeleton: nn.Module) -> list[tuple[str, str, str]]:
-    names = []
-    for prefix, m in skeleton.named_modules():
-        if isinstance(m, _BatchNorm) and m.track_running_stats:
-            p = f"{prefix}." if prefix else ""
-            names.append((f"{p}running_mean", f"{p}running_var", f"{p}num_batches_tracked"))
-    if not names:
-        raise ConfigError(
-            "bn_recompute_batches: got a value > 0; the model has no BatchNorm layer that tracks "
-            "running statistics"
-        )
-    return names
-
-
-def batch_norm_statistics(point: ModelPoint, recomputed: bool) -> str:
-    """Say which BatchNorm statistics the evaluation used.
-
-    Args:
-        point: the frozen model.
-        recomputed: whether the running statistics were recomputed at every point.
-
-    Returns:
-        ``"none"`` (no BatchNorm with running statistics), ``"batch"`` (``bn_mode="train"``),
-        ``"recomputed"``, or ``"point"`` (the measured point's running statistics, for every
-        point of the grid).
-    """
-    tracked = any(
-        isinstance(m, _BatchNorm) and m.track_running_stats for m in point.skeleton.modules()
-    )
-    if not tracked:
-        return "none"
-    if point.bn_mode == "train":
-        return "batch"
-    return "recomputed" if recomputed else "point"
 
 
 def grid_axis(span: Sequence[float], num_points: int, key: str = "span") -> list[float]:

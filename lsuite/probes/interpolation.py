@@ -11,13 +11,12 @@ import torch
 from lsuite.errors import ConfigError, require
 from lsuite.functional.params import Params, flatten
 from lsuite.probes.base import Probe, ProbeData, ProbeResult
+from lsuite.probes.batch_norm_stats import BatchNormRecompute, batch_norm_statistics
 from lsuite.probes.grid_eval import (
     BATCHINGS,
     Batching,
-    BatchNormRecompute,
     SegmentPoints,
     SplitValues,
-    batch_norm_statistics,
     evaluate_points,
 )
 from lsuite.probes.point import ModelPoint, as_params

@@ -12,6 +12,7 @@ import torch
 from lsuite.errors import require
 from lsuite.functional.params import Params, flatten, norm, sub
 from lsuite.probes.base import Probe, ProbeData, ProbeResult
+from lsuite.probes.batch_norm_stats import batch_norm_statistics
 from lsuite.probes.directions import (
     gradient_direction,
     hessian_directions,
@@ -23,7 +24,6 @@ from lsuite.probes.grid_eval import (
     BATCHINGS,
     AffinePoints,
     Batching,
-    batch_norm_statistics,
     evaluate_points,
     grid_axis,
 )

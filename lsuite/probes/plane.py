@@ -12,6 +12,7 @@ from torch import Tensor
 from lsuite.errors import ConfigError, require
 from lsuite.functional.params import Params, flatten, norm, scale
 from lsuite.probes.base import Probe, ProbeData, ProbeResult
+from lsuite.probes.batch_norm_stats import batch_norm_statistics
 from lsuite.probes.data_source import DataSource
 from lsuite.probes.directions import (
     cosine,
@@ -26,7 +27,6 @@ from lsuite.probes.grid_eval import (
     AffinePoints,
     Batching,
     SplitValues,
-    batch_norm_statistics,
     evaluate_points,
     grid_axis,
 )

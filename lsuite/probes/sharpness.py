@@ -256,7 +256,7 @@ class Sharpness(Probe):
 
 
 def _loss_at(point: ModelPoint, source: DataSource, flat: Tensor) -> float:
-    points = AffinePoints(flat, flat.new_zeros(0, flat.numel()), torch.zeros(1, 0))
+    points = AffinePoints(flat, flat.new_zeros(1, flat.numel()), torch.zeros(1, 1))
     values, _ = evaluate_points(point, {"train": source}, points, batching="loop")
     return float(values["train"].loss[0])
 

@@ -12,16 +12,14 @@ from landscape_cases import (
     plain_loop,
 )
 from torch import nn
-from torch.optim.swa_utils import update_bn
 
 from lsuite.errors import ConfigError
 from lsuite.functional.params import flatten, unflatten
+from lsuite.probes.batch_norm_stats import batch_norm_statistics
 from lsuite.probes.data_source import DataSource
 from lsuite.probes.grid_eval import (
     AffinePoints,
-    BatchNormRecompute,
     SegmentPoints,
-    batch_norm_statistics,
     choose_batching,
     evaluate_points,
     grid_axis,
@@ -122,12 +120,13 @@ def test_auto_batching_rule():
     batches = batches_for(mlp())
     mode, chunk = choose_batching(small, batches, 441)
     assert mode == "race" and 2 <= chunk <= 64
-    assert choose_batching(small, batches, 10) == ("vmap", 10)  # tiny points: vmap, no race
+    assert choose_batching(small, batches, 6) == ("vmap", 6)  # few, tiny points: vmap, no race
     digits = snapshot(
         nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10)), F.cross_entropy
     )
     digit_batches = [(torch.randn(256, 64), torch.zeros(256, dtype=torch.long))]
-    assert choose_batching(digits, digit_batches, 25) == ("loop", 1)  # 0.4 MiB: no sure win
+    assert choose_batching(digits, digit_batches, 5) == ("loop", 1)  # 0.4 MiB: no sure win
+    assert choose_batching(digits, digit_batches, 51) == ("loop", 1)  # too few to race
     assert choose_batching(digits, digit_batches, 441)[0] == "race"
     assert choose_batching(small, batches, 441, per_point_buffers=True) == ("loop", 1)
     with pytest.raises(ConfigError, match="batching: got 'vmap'; expected 'auto' or 'loop'"):
@@ -178,32 +177,6 @@ def test_train_mode_batch_norm_uses_batch_statistics_and_leaves_the_point_alone(
     assert batch_norm_statistics(point, recomputed=False) == "batch"
 
 
-def test_recompute_batch_norm_matches_update_bn():
-    model = cnn_bn()
-    batches = batches_for(model)
-    point = snapshot(model, F.cross_entropy)
-    params = {k: v * 1.1 for k, v in point.params.items()}
-    modes = [(m.training, getattr(m, "momentum", None)) for m in point.skeleton.modules()]
-    buffers = BatchNormRecompute(point, DataSource(batches), num_batches=2)(params)
-    assert modes == [(m.training, getattr(m, "momentum", None)) for m in point.skeleton.modules()]
-    reference = copy.deepcopy(model)
-    state = reference.state_dict()
-    state.update(params)
-    reference.load_state_dict(state)
-    update_bn([x for x, _ in batches[:2]], reference)
-    for key, value in reference.named_buffers():
-        torch.testing.assert_close(buffers[key], value, atol=1e-6, rtol=1e-6)
-    assert not torch.equal(buffers["1.running_mean"], point.buffers["1.running_mean"])
-    with pytest.raises(ConfigError, match="bn_recompute_batches"):
-        BatchNormRecompute(snapshot(mlp(), F.cross_entropy), DataSource(batches), 1)
-
-
-def test_batch_norm_statistics_labels():
-    assert batch_norm_statistics(snapshot(mlp(), F.cross_entropy), False) == "none"
-    assert batch_norm_statistics(snapshot(cnn_bn(), F.cross_entropy), False) == "point"
-    assert batch_norm_statistics(snapshot(cnn_bn(), F.cross_entropy), True) == "recomputed"
-
-
 def test_grid_axis_is_exact_and_contains_zero():
     axis = grid_axis((-1.0, 1.0), 21)
     assert axis[10] == 0.0 and axis[0] == -1.0 and axis[-1] == 1.0
@@ -222,6 +195,7 @@ import json, multiprocessing, sys
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from lsuite.probes.batch_norm_stats import batch_norm_statistics
 from lsuite.probes.data_source import DataSource
 from lsuite.probes.interpolation import Interpolation
 from lsuite.probes.line import Line
