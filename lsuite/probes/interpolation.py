@@ -10,17 +10,17 @@ import torch
 
 from lsuite.errors import ConfigError, require
 from lsuite.functional.params import Params, flatten
-from lsuite.probes.base import Probe, ProbeData, ProbeResult
+from lsuite.probes.base import ProbeData, ProbeResult
 from lsuite.probes.batch_norm_stats import BatchNormRecompute, batch_norm_statistics
-from lsuite.probes.grid_eval import (
-    BATCHINGS,
-    Batching,
-    SegmentPoints,
-    SplitValues,
-    evaluate_points,
-)
+from lsuite.probes.grid_eval import BATCHINGS, Batching, SplitValues, evaluate_points
+from lsuite.probes.grid_points import SegmentPoints
 from lsuite.probes.point import ModelPoint, as_params
-from lsuite.probes.weight_anchors import WeightHistory, check_anchors, check_spec
+from lsuite.probes.weight_anchors import (
+    WeightHistory,
+    WeightHistoryProbe,
+    check_anchors,
+    check_spec,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +85,7 @@ class InterpolationResult(ProbeResult):
         return out
 
 
-class Interpolation(Probe):
+class Interpolation(WeightHistoryProbe):
     """Evaluate the loss and accuracy along the line from a start point to the measured weights.
 
     Standalone: ``Interpolation(num_points=25).measure(model, batches, start=weights)``, with
@@ -192,24 +192,6 @@ class Interpolation(Probe):
             bn_statistics=batch_norm_statistics(point, recomputed=buffers_fn is not None),
             batching=mode,
         )
-
-    def observe(self, params: Params, *, step: int, epoch: int) -> None:
-        """Keep the weights the ``start`` spec names (e.g. at step 0 for ``"init"``).
-
-        Args:
-            params: detached copies of the trainable parameters.
-            step: the trainer's global step.
-            epoch: the current epoch.
-        """
-        self.history.observe(params, step=step, epoch=epoch)
-
-    def state_dict(self) -> dict[str, Any]:
-        """Return the kept start weights (CPU tensors)."""
-        return self.history.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the weights saved by `state_dict`."""
-        self.history.load_state_dict(state)
 
     def __repr__(self) -> str:
         return (

@@ -5,13 +5,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 
 from lsuite.errors import require
 from lsuite.functional.params import Params, flatten, norm, sub
-from lsuite.probes.base import Probe, ProbeData, ProbeResult
+from lsuite.probes.base import ProbeData, ProbeResult
 from lsuite.probes.batch_norm_stats import batch_norm_statistics
 from lsuite.probes.directions import (
     gradient_direction,
@@ -20,15 +20,10 @@ from lsuite.probes.directions import (
     random_direction,
     rescale,
 )
-from lsuite.probes.grid_eval import (
-    BATCHINGS,
-    AffinePoints,
-    Batching,
-    evaluate_points,
-    grid_axis,
-)
+from lsuite.probes.grid_eval import BATCHINGS, Batching, evaluate_points
+from lsuite.probes.grid_points import AffinePoints, grid_axis
 from lsuite.probes.point import ModelPoint
-from lsuite.probes.weight_anchors import WeightHistory, check_anchors
+from lsuite.probes.weight_anchors import WeightHistory, WeightHistoryProbe, check_anchors
 
 LineDirection = Literal["random", "radial", "init", "gradient", "hessian"]
 LINE_DIRECTIONS = ("random", "radial", "init", "gradient", "hessian")
@@ -89,7 +84,7 @@ class LineResult(ProbeResult):
         return out
 
 
-class Line(Probe):
+class Line(WeightHistoryProbe):
     """Evaluate the loss along straight lines through the weights and measure their widths.
 
     Directions: ``random`` (Gaussian, filter-normalised, Li et al. 2018), ``radial`` (``w``
@@ -232,24 +227,6 @@ class Line(Probe):
             batching=mode,
             num_samples={k: s.num_samples for k, s in data.items()},
         )
-
-    def observe(self, params: Params, *, step: int, epoch: int) -> None:
-        """Keep the initial weights when the ``init`` direction is used.
-
-        Args:
-            params: detached copies of the trainable parameters.
-            step: the trainer's global step.
-            epoch: the current epoch.
-        """
-        self.history.observe(params, step=step, epoch=epoch)
-
-    def state_dict(self) -> dict[str, Any]:
-        """Return the kept initial weights (CPU tensors)."""
-        return self.history.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the weights saved by `state_dict`."""
-        self.history.load_state_dict(state)
 
     def __repr__(self) -> str:
         return (

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from lsuite.errors import ConfigError, require
 from lsuite.functional.params import Params, flatten, norm, scale
-from lsuite.probes.base import Probe, ProbeData, ProbeResult
+from lsuite.probes.base import ProbeData, ProbeResult
 from lsuite.probes.batch_norm_stats import batch_norm_statistics
 from lsuite.probes.data_source import DataSource
 from lsuite.probes.directions import (
@@ -22,16 +22,16 @@ from lsuite.probes.directions import (
     rescale,
     trajectory_directions,
 )
-from lsuite.probes.grid_eval import (
-    BATCHINGS,
-    AffinePoints,
-    Batching,
-    SplitValues,
-    evaluate_points,
-    grid_axis,
-)
+from lsuite.probes.grid_eval import BATCHINGS, Batching, SplitValues, evaluate_points
+from lsuite.probes.grid_points import AffinePoints, grid_axis
 from lsuite.probes.point import ModelPoint, as_params
-from lsuite.probes.weight_anchors import WeightHistory, check_anchors, check_spec, is_observed
+from lsuite.probes.weight_anchors import (
+    WeightHistory,
+    WeightHistoryProbe,
+    check_anchors,
+    check_spec,
+    is_observed,
+)
 
 PlaneDirections = Literal["random", "hessian", "trajectory", "points"]
 Normalization = Literal["filter", "model", "unit", "fit"]
@@ -112,7 +112,7 @@ class PlaneResult(ProbeResult):
         return out
 
 
-class Plane(Probe):
+class Plane(WeightHistoryProbe):
     """Evaluate the loss on a square grid in a plane through weight space.
 
     Directions (``directions``):
@@ -273,24 +273,6 @@ class Plane(Probe):
             batching=mode,
             num_samples={k: s.num_samples for k, s in data.items()},
         )
-
-    def observe(self, params: Params, *, step: int, epoch: int) -> None:
-        """Keep the weights the trajectory or the point specs need.
-
-        Args:
-            params: detached copies of the trainable parameters.
-            step: the trainer's global step.
-            epoch: the current epoch.
-        """
-        self.history.observe(params, step=step, epoch=epoch)
-
-    def state_dict(self) -> dict[str, Any]:
-        """Return the kept weights (CPU tensors; every observation for ``trajectory``)."""
-        return self.history.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the weights saved by `state_dict`."""
-        self.history.load_state_dict(state)
 
     def _fit(self, first: Params, second: Params, coords: Tensor) -> tuple[Params, Params, Tensor]:
         """Scale unit directions so the marked coordinates fill `FIT_FRACTION` of the grid."""

@@ -15,7 +15,8 @@ from lsuite.functional.params import Params, flatten
 from lsuite.probes.base import Probe, ProbeData, ProbeResult
 from lsuite.probes.data_source import DataSource
 from lsuite.probes.directions import loss_and_gradient
-from lsuite.probes.grid_eval import BATCHINGS, AffinePoints, Batching, evaluate_points
+from lsuite.probes.grid_eval import BATCHINGS, Batching, evaluate_points
+from lsuite.probes.grid_points import AffinePoints
 from lsuite.probes.point import ModelPoint
 from lsuite.probes.weight_anchors import check_anchors
 

@@ -30,6 +30,7 @@ from torch import Tensor
 
 from lsuite.errors import ConfigError
 from lsuite.functional.params import Params
+from lsuite.probes.base import Probe
 from lsuite.probes.point import as_params
 
 Keep = Literal["none", "init", "all"]
@@ -271,3 +272,30 @@ def check_anchors(anchors: Mapping[str, Any], allowed: Iterable[str], probe: str
     unknown = sorted(set(anchors) - set(allowed))
     if unknown:
         raise ConfigError(f"{probe}: got anchors {unknown}; expected some of {allowed}")
+
+
+class WeightHistoryProbe(Probe):
+    """A probe that keeps weights seen during training (``self.history``) and checkpoints them.
+
+    Subclasses set ``self.history`` to a `WeightHistory` of the weight specs they need.
+    """
+
+    history: WeightHistory
+
+    def observe(self, params: Params, *, step: int, epoch: int) -> None:
+        """Keep the weights the probe's specs name (e.g. at step 0 for ``"init"``).
+
+        Args:
+            params: detached copies of the trainable parameters.
+            step: the trainer's global step.
+            epoch: the current epoch.
+        """
+        self.history.observe(params, step=step, epoch=epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the kept weights (CPU tensors)."""
+        return self.history.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the weights saved by `state_dict`."""
+        self.history.load_state_dict(state)
