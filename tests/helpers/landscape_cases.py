@@ -1,13 +1,13 @@
 """Tiny models, batches, plain-loop references and side-effect fingerprints for landscape tests."""
 
 import copy
-import random
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from lsuite.callbacks.training_state import fingerprint_differences, training_fingerprint
 
 BATCH_SIZES = (5, 9, 3)
 
@@ -115,39 +115,12 @@ def quadratic_batches():
 
 
 def fingerprint(module):
-    """Everything a probe must leave untouched: weights, buffers, grads, modes and RNG states."""
-    return {
-        "params": {k: (v.detach().clone(), v.requires_grad) for k, v in module.named_parameters()},
-        "grads": {
-            k: None if v.grad is None else v.grad.clone() for k, v in module.named_parameters()
-        },
-        "buffers": {k: v.clone() for k, v in module.named_buffers()},
-        "modes": {k: m.training for k, m in module.named_modules()},
-        "torch_rng": torch.get_rng_state(),
-        "numpy_rng": np.random.get_state()[1].copy(),
-        "python_rng": random.getstate(),
-        "grad_enabled": torch.is_grad_enabled(),
-    }
+    """Everything a probe must leave untouched (the library's own fingerprint, plus grad mode)."""
+    return {**training_fingerprint(module), "grad_enabled": torch.is_grad_enabled()}
 
 
 def assert_same_fingerprint(before, after):
-    assert before["modes"] == after["modes"]
-    assert before["python_rng"] == after["python_rng"]
-    assert before["grad_enabled"] == after["grad_enabled"]
-    assert torch.equal(before["torch_rng"], after["torch_rng"])
-    assert np.array_equal(before["numpy_rng"], after["numpy_rng"])
-    for key in ("params", "buffers", "grads"):
-        assert before[key].keys() == after[key].keys()
-    for k, (value, requires_grad) in before["params"].items():
-        assert torch.equal(value, after["params"][k][0])
-        assert requires_grad == after["params"][k][1]
-    for k, value in before["buffers"].items():
-        assert torch.equal(value, after["buffers"][k])
-    for k, value in before["grads"].items():
-        other = after["grads"][k]
-        assert (value is None) == (other is None)
-        if value is not None:
-            assert torch.equal(value, other)
+    assert not fingerprint_differences(before, after)
 
 
 def with_grads(model, batches):
