@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import hydra
-from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from lsuite.callbacks.probe_callback import ProbeCallback
 from lsuite.callbacks.swa import holds_average
+from lsuite.config import seeds
 from lsuite.config.build import (
     build_callbacks,
     build_datamodule,
@@ -22,9 +25,12 @@ from lsuite.config.build import (
     build_trainer,
 )
 from lsuite.config.cli_check import check_command_line
+from lsuite.config.console import quiet_known_noise, route_lightning_logs
+from lsuite.config.init_from import apply_init_from
 from lsuite.config.job_status import run_job
 from lsuite.config.paths import config_dir
-from lsuite.config.sweep import name_sweep, register_resolvers
+from lsuite.config.resume import resume_checkpoint, with_implied_run_dir
+from lsuite.config.sweep import name_run, name_sweep, register_resolvers
 from lsuite.config.validate import validate
 from lsuite.errors import ConfigError
 from lsuite.results.jsonl import write_atomic
@@ -42,9 +48,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         The final metrics (``test/acc``, ``val/acc``, ...) as floats.
     """
     validate(cfg)
-    seed_everything(cfg.seed, workers=True)
+    seeds.seed_weights(cfg)
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule)
+    apply_init_from(cfg, module)
+    seeds.seed_data(cfg)
     loggers = build_loggers(cfg)
     callbacks = build_callbacks(cfg, with_loggers=bool(loggers))
     trainer = build_trainer(cfg, callbacks, loggers)
@@ -54,14 +62,34 @@ def train(cfg: DictConfig) -> dict[str, float]:
         write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(resolved))
     for logger in loggers:
         logger.log_hyperparams(resolved)
-    trainer.fit(module, datamodule=datamodule)
-    if cfg.test:
-        trainer.test(module, datamodule=datamodule, ckpt_path=_test_checkpoint(trainer))
+    with _interruptible(trainer):
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg, trainer))
+        if cfg.test:
+            trainer.test(module, datamodule=datamodule, ckpt_path=_test_checkpoint(trainer))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     if trainer.is_global_zero:
-        print(summary(trainer, run_dir, metrics))
+        log.info(summary(trainer, run_dir, metrics))  # the console and <run_dir>/train.log
     _finish_wandb(loggers)
     return metrics
+
+
+@contextmanager
+def _interruptible(trainer: Trainer) -> Iterator[None]:
+    """Turn Lightning's exit after Ctrl-C back into `KeyboardInterrupt`, for the job status.
+
+    Lightning catches `KeyboardInterrupt` in ``fit``/``test``, shuts down and calls
+    ``sys.exit(1)``; the trainer is then marked interrupted.
+
+    Raises:
+        KeyboardInterrupt: when Lightning exited because of Ctrl-C.
+        SystemExit: any other exit, as it was.
+    """
+    try:
+        yield
+    except SystemExit:
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
 
 
 def _test_checkpoint(trainer: Trainer) -> str | None:
@@ -92,16 +120,27 @@ def summary(trainer: Trainer, run_dir: Path, metrics: dict[str, float]) -> str:
         where = _logger_dir(logger)
         lines.append(f"  logger:      {type(logger).__name__} -> {where}")
     probes = [c for c in trainer.callbacks if isinstance(c, ProbeCallback)]
-    for probe in probes:
-        lines.append(f"  probe:       {probe.probe.name} -> {probe.records_path}")
+    for probe in probes:  # only records that were written (none under fast_dev_run)
+        path = _written(probe)
+        if path is not None:
+            lines.append(f"  probe:       {probe.probe.name} -> {path}")
     if probes and (run_dir / "plots").is_dir():
         lines.append(f"  plots:       {run_dir / 'plots'}")
     return "\n".join(lines)
 
 
+def _written(probe: ProbeCallback) -> Path | None:
+    """Return the probe's records file when it exists, else None."""
+    try:
+        path = Path(probe.records_path)
+    except RuntimeError:  # never set up
+        return None
+    return path if path.is_file() else None
+
+
 def _logger_dir(logger: Any) -> str | None:
     """Return where a logger writes: wandb's offline run directory, else its log or save dir."""
-    if type(logger).__name__ == "WandbLogger":
+    if any(cls.__name__ == "WandbLogger" for cls in type(logger).__mro__):
         return str(Path(logger.experiment.dir).parent)
     return getattr(logger, "log_dir", None) or logger.save_dir
 
@@ -121,13 +160,17 @@ register_resolvers()  # at import, so jobs unpickled by the joblib and submitit 
 
 @hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> float | None:
+    route_lightning_logs()  # Hydra has configured logging by now
     name_sweep(cfg)
+    name_run(cfg)
     return run_job(train, cfg)
 
 
 def main() -> None:
     """Entry point of ``lsuite-train``: check the command line, then run the Hydra app."""
+    quiet_known_noise()
     try:
+        sys.argv[1:] = with_implied_run_dir(sys.argv[1:])  # resume=PATH: its run dir
         check_command_line(sys.argv[1:], config_dir())
     except ConfigError as error:
         print(f"lsuite-train: error: {error}", file=sys.stderr)

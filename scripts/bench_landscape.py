@@ -29,9 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lsuite.evaluate import AffinePoints, choose_batching, evaluate_points
 from lsuite.probes.data_source import DataSource
-from lsuite.probes.grid_eval import choose_batching, evaluate_points
-from lsuite.probes.grid_points import AffinePoints
 from lsuite.probes.interpolation import Interpolation
 from lsuite.probes.plane import section_values
 from lsuite.probes.point import snapshot

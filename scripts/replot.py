@@ -2,18 +2,22 @@
 
 Usage: ``python scripts/replot.py RUN_DIR [--only NAME ...]``. Reads ``RUN_DIR/probes/*.jsonl``
 and writes ``RUN_DIR/plots/`` (each file atomically, replacing earlier versions); records of
-kinds without a plot are skipped.
+results without a plot (and failure records) are skipped; records of earlier versions (schema 1)
+are read too.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
 
+from lsuite.errors import ConfigError
 from lsuite.plots.render import render
-from lsuite.results.jsonl import iter_records
+from lsuite.results.jsonl import read_records
+from lsuite.results.records import read_record
 
 log = logging.getLogger("replot")
 
@@ -33,8 +37,13 @@ def replot(run_dir: Path, only: list[str] | None = None) -> list[Path]:
     for path in sorted(probes.glob("*.jsonl")):
         if only and path.stem not in only:
             continue
-        for record in iter_records(path):
-            record.setdefault("probe", path.stem)
+        for number, raw in enumerate(read_records(path), start=1):
+            try:
+                record = read_record(raw)
+            except ConfigError as error:
+                log.warning("%s: record %d: skipped: %s", path, number, error)
+                continue
+            record = dataclasses.replace(record, meta={"probe": path.stem, **record.meta})
             written.extend(render(record, Path(run_dir) / "plots"))
     return written
 

@@ -1,35 +1,36 @@
-"""Schedule a probe in any Lightning Trainer; write its records and log its scalars."""
+"""Schedule a probe in any Lightning Trainer; the measurement itself is `lsuite.session`'s."""
 
 from __future__ import annotations
 
 import importlib
-import logging
-import os
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 import torch.nn.functional as F
 from lightning.pytorch import Callback, LightningModule, Trainer
-from torch import Tensor, nn
+from torch import nn
 
+from lsuite.callbacks import probe_points
 from lsuite.callbacks.probe_batches import find_loader, local_batches, sample_batches
-from lsuite.callbacks.probe_outputs import publish
+from lsuite.callbacks.probe_outputs import (
+    progress_enabled,
+    records_root,
+    trainer_outputs,
+    trainer_sync,
+)
 from lsuite.callbacks.swa import holds_average
-from lsuite.callbacks.training_state import preserved_training_state
 from lsuite.errors import ConfigError, require
 from lsuite.functional.params import clone
-from lsuite.probes.base import Probe, ProbeResult, to_jsonable
-from lsuite.probes.data_source import BatchAdapter, DataSource, default_batch_adapter
-from lsuite.probes.point import BatchNormMode, LossFn, make_skeleton, snapshot
+from lsuite.probes.base import Probe, ProbeResult
+from lsuite.probes.data_source import BatchAdapter, default_batch_adapter
+from lsuite.probes.point import BatchNormMode, LossFn, make_skeleton, resolve_forward_fn
 from lsuite.results.jsonl import read_records
+from lsuite.session import measure_module, resolve_probe_dtype
+from lsuite.session.dry_run import dry_run
+from lsuite.session.guard import CHECK_ENV
 
-log = logging.getLogger(__name__)
-
-CHECK_ENV = "LSUITE_CHECK_PROBES"
-"""Set to ``1`` to compare the full training state before and after every probe (tests do)."""
+__all__ = ["CHECK_ENV", "ProbeCallback"]
 
 When = Literal["step", "epoch", "fit_end"]
 
@@ -37,12 +38,15 @@ When = Literal["step", "epoch", "fit_end"]
 class ProbeCallback(Callback):
     """Run a probe on a schedule during ``Trainer.fit``, without changing training.
 
-    The probe sees a frozen copy of the LightningModule (``loss_fn(pl_module(x), y)``) on a fixed
-    set of probe batches drawn by this callback's own seed from the run's datasets. Under DDP
-    every rank measures its share of the batches and the probe's reductions are summed across
-    ranks; only global rank zero writes ``<output_dir>/probes/<name>.jsonl`` and logs
-    ``probe/<name>/<field>`` to every logger. Weights, buffers, gradients, module modes, optimizer
-    and RNG states are exactly as before after every measurement.
+    The probe sees a frozen copy of the network (``loss_fn(forward(x), y)``) on a fixed set of
+    probe batches drawn by this callback's own seed from the run's datasets. The network is what
+    the LightningModule's ``probe_network()`` returns when it has that method, else the
+    LightningModule itself. Under DDP every rank measures its share of the batches and the
+    probe's reductions are summed across ranks; only global rank zero writes
+    ``<output dir>/probes/<name>.jsonl`` and logs ``probe/<name>/<field>`` to every logger.
+    Weights, buffers, gradients, module modes, optimizer and RNG states are exactly as before
+    after every measurement. Settings are checked at ``setup`` and by a dry run (forward and
+    loss once on one probe batch) before the first training step.
 
     Args:
         probe: the measurement.
@@ -60,9 +64,20 @@ class ProbeCallback(Callback):
             the default takes ``batch[0], batch[1]`` (or ``x``/``y`` keys of a dict batch).
         bn_mode: ``"eval"`` (BatchNorm uses running statistics; default) or ``"train"`` (batch
             statistics of each probe batch); dropout is always off.
-        output_dir: directory for ``probes/`` and ``plots/``; ``trainer.default_root_dir`` when
-            None (``lsuite-train`` sets it to the run directory).
-        plots: render plots of records that have one into ``<output_dir>/plots/``.
+        output_dir: directory for ``probes/`` and ``plots/``. When None: the logger's run
+            directory (``trainer.log_dir``, e.g. ``lightning_logs/version_N``) when the trainer
+            has a logger, else ``trainer.default_root_dir`` (``lsuite-train`` passes its run
+            directory).
+        plots: render plots of records that have one into ``<output dir>/plots/``.
+        on_error: ``"warn"`` (default): a failed measurement is a failure record, one warning
+            and ``probe/<name>/failed = 1``, and training goes on; ``"raise"``: the run fails,
+            naming the probe. The decision is the same on every rank.
+        forward_fn: how to call the network on a batch's inputs: a callable
+            ``(module, inputs) -> outputs``, a dotted path to one, or the name of a submodule
+            (``"model"``) for a LightningModule without ``forward``; the module's own forward
+            when None.
+        probe_dtype: ``"float32"``, ``"float64"`` or None (the weights' dtype; 16-bit weights are
+            measured in float32). Probes always compute outside autocast.
     """
 
     def __init__(
@@ -81,6 +96,9 @@ class ProbeCallback(Callback):
         bn_mode: BatchNormMode = "eval",
         output_dir: str | None = None,
         plots: bool = True,
+        on_error: Literal["raise", "warn"] = "warn",
+        forward_fn: Any = None,
+        probe_dtype: str | None = None,
     ) -> None:
         require(isinstance(probe, Probe), "probe", type(probe).__name__, "an lsuite Probe")
         for key, value in (
@@ -110,6 +128,13 @@ class ProbeCallback(Callback):
             batch_size is None or batch_size >= 1, "batch_size", batch_size, "None or an int >= 1"
         )
         require(bn_mode in ("eval", "train"), "bn_mode", bn_mode, "'eval' or 'train'")
+        require(on_error in ("raise", "warn"), "on_error", on_error, "'raise' or 'warn'")
+        require(
+            probe_dtype in (None, "float32", "float64"),
+            "probe_dtype",
+            probe_dtype,
+            "'float32', 'float64' or null",
+        )
         self.probe = probe
         self.every_n_epochs = every_n_epochs
         self.every_n_train_steps = every_n_train_steps
@@ -125,14 +150,20 @@ class ProbeCallback(Callback):
         self.bn_mode: BatchNormMode = bn_mode
         self.output_dir = output_dir
         self.plots = plots
+        self.on_error: Literal["raise", "warn"] = on_error
+        self.forward_fn = resolve_forward_fn(forward_fn)
+        self.probe_dtype = probe_dtype
         self.last_step = -1
         self.num_records = 0
         self.last_weights = "current"
         # (step, weights label) of every record in the file: a resumed run does not repeat them.
         self._recorded: set[tuple[int, str]] = set()
         self._batches: dict[str, list[Any]] = {}
-        self._skeleton: torch.nn.Module | None = None
+        self._skeleton: nn.Module | None = None
         self._root: Path | None = None
+        self._history = probe_points.make_history(probe)
+        # (global step, epoch) of the last epoch end: a fit-end record at that step says that epoch.
+        self._epoch_end: tuple[int, int] | None = None
 
     @property
     def state_key(self) -> str:
@@ -147,25 +178,49 @@ class ProbeCallback(Callback):
         return self._root / "probes" / f"{self.probe.name}.jsonl"
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        """Fix the output directory and check the batch count against the number of ranks."""
-        del pl_module, stage
-        self._root = Path(self.output_dir or trainer.default_root_dir)
+        """Fix the output directory and check the settings against the trainer."""
+        del pl_module
+        self._root = records_root(trainer, self.output_dir)
+        self._recorded = set()
+        for raw in read_records(self.records_path):
+            meta = raw.get("meta", raw)  # schema 1 records are flat
+            if "step" in meta:
+                self._recorded.add((int(meta["step"]), str(meta.get("weights", "current"))))
+        if stage != "fit":
+            return
         require(
             self.num_batches >= trainer.world_size,
-            "num_batches",
+            f"{self.probe.name}.num_batches",
             self.num_batches,
             f"an int >= the number of processes ({trainer.world_size})",
         )
-        self._recorded = {
-            (r["step"], r.get("weights", "current"))
-            for r in read_records(self.records_path)
-            if "step" in r
-        }
+        _check_schedule(self, trainer.max_epochs, trainer.max_steps)
+        probe_points.check_points(self.probe, trainer.max_epochs, trainer.max_steps)
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Show the probe the weights at the start of training."""
         if trainer.global_step == 0 and not trainer.fast_dev_run:
             self._observe(trainer, pl_module)
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Dry-run the forward and loss on one probe batch before the first training step."""
+        if trainer.fast_dev_run:
+            return
+        module = _network(pl_module)
+        split = self.splits[0]
+        raw = self._split_batches(trainer, split)[0]
+        dry_run(
+            self.probe.name,
+            module,
+            raw,
+            batch_adapter=self.batch_adapter,
+            to_device=lambda b: pl_module.transfer_batch_to_device(b, pl_module.device, 0),
+            loss_fn=self.loss_fn,
+            forward_fn=self.forward_fn,
+            bn_mode=self.bn_mode,
+            dtype=resolve_probe_dtype(self.probe_dtype, module),
+            skeleton=self._get_skeleton(trainer, module),
+        )
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -180,6 +235,7 @@ class ProbeCallback(Callback):
         """Show the probe the weights, and measure after every ``every_n_epochs`` epochs."""
         if trainer.fast_dev_run or trainer.sanity_checking:
             return
+        self._epoch_end = (trainer.global_step, trainer.current_epoch)
         self._observe(trainer, pl_module)
         n = self.every_n_epochs
         if n is not None and (trainer.current_epoch + 1) % n == 0:
@@ -191,11 +247,13 @@ class ProbeCallback(Callback):
             self._measure(trainer, pl_module, "fit_end")
 
     def state_dict(self) -> dict[str, Any]:
-        """Return the schedule state and the probe's own state."""
+        """Return the schedule state, the weight history and the probe's own state."""
         return {
             "last_step": self.last_step,
             "last_weights": self.last_weights,
             "num_records": self.num_records,
+            "epoch_end": self._epoch_end,
+            "history": None if self._history is None else self._history.state_dict(),
             "probe": self.probe.state_dict(),
         }
 
@@ -204,83 +262,167 @@ class ProbeCallback(Callback):
         self.last_step = state_dict["last_step"]
         self.last_weights = state_dict.get("last_weights", "current")
         self.num_records = state_dict["num_records"]
+        epoch_end = state_dict.get("epoch_end")
+        self._epoch_end = None if epoch_end is None else (int(epoch_end[0]), int(epoch_end[1]))
+        if self._history is not None and state_dict.get("history") is not None:
+            self._history.load_state_dict(state_dict["history"])
         self.probe.load_state_dict(state_dict["probe"])
 
     def measure_now(self, trainer: Trainer, pl_module: LightningModule) -> ProbeResult | None:
         """Measure immediately (same rules as a scheduled measurement); for custom schedules.
 
         Returns:
-            The result (on every rank), or None when skipped.
+            The result (on every rank), or None when skipped or failed under ``on_error="warn"``.
         """
         return self._measure(trainer, pl_module, "step")
 
     def _observe(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        params = {n: p for n, p in pl_module.named_parameters() if p.requires_grad}
-        self.probe.observe(clone(params), step=trainer.global_step, epoch=trainer.current_epoch)
+        module = _network(pl_module)
+        step, epoch = trainer.global_step, trainer.current_epoch
+        probe_points.observe(self._history, module, step=step, epoch=epoch)
+        self.probe.observe(clone(probe_points.trainable(module)), step=step, epoch=epoch)
+
+    def _should_skip(self, trainer: Trainer, step: int, weights: str) -> bool:
+        """Return whether to skip this measurement; the same answer on every rank.
+
+        Skipped: sanity checking, ``fast_dev_run``, and a (step, weights) pair measured already,
+        by this run or by the run this one resumes (read from the records at setup).
+        """
+        if trainer.fast_dev_run or trainer.sanity_checking:
+            return True
+        key = (step, weights)
+        return key == (self.last_step, self.last_weights) or key in self._recorded
 
     def _measure(
         self, trainer: Trainer, pl_module: LightningModule, when: When
     ) -> ProbeResult | None:
         step = trainer.global_step
-        if trainer.fast_dev_run or trainer.sanity_checking:
-            return None
         # One measurement per (step, weights): at fit end the averaged weights of SWA are new
         # weights even when an epoch-end record already exists at the same step.
         weights = _weights_label(trainer, when)
-        if (step, weights) == (self.last_step, self.last_weights) or (
-            step,
-            weights,
-        ) in self._recorded:
+        if self._should_skip(trainer, step, weights):
             return None
-        start = time.perf_counter()
-        optimizers = list(trainer.optimizers)
-        check = os.environ.get(CHECK_ENV, "") == "1"
-        with preserved_training_state(pl_module, optimizers, check=check), torch.enable_grad():
-            data = self._data(trainer, pl_module)
-            if self._skeleton is None:
-                self._skeleton = make_skeleton(pl_module, self.bn_mode, share=[trainer])
-            point = snapshot(pl_module, self.loss_fn, bn_mode=self.bn_mode, skeleton=self._skeleton)
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
-            result = self.probe.run(point, data, generator=generator)
-        record = {
-            "probe": self.probe.name,
-            "kind": type(result).__name__,
-            "step": step,
-            "epoch": trainer.current_epoch,
-            "when": when,
-            "weights": weights,
-            "seconds": time.perf_counter() - start,
-            "world_size": trainer.world_size,
-            **result.to_dict(),
-            "scalars": to_jsonable(result.scalars()),
+        if trainer.world_size > 1:
+            # Collective order under DDP. Lightning computes the epoch-level metrics logged with
+            # sync_dist (an all-reduce each) lazily, on first read, then caches them until the
+            # next epoch; rank zero's progress bar reads them in its on_train_epoch_end while the
+            # other ranks' bars are disabled and do not, so a probe's all-reduce on rank 1 met
+            # rank 0's metric sync (the deadlock of issue 10 item 1). Reading them here, on
+            # every rank, before the probe's first collective issues every metric sync in the
+            # same order everywhere, whichever callbacks run before or after this one.
+            _ = trainer.callback_metrics
+        module = _network(pl_module)
+        dtype = resolve_probe_dtype(self.probe_dtype, module)
+        sync = trainer_sync(trainer)
+        batches = {
+            split: local_batches(
+                self._split_batches(trainer, split),
+                self.batch_adapter,
+                pl_module,
+                sync.rank,
+                sync.world_size,
+            )
+            for split in self.splits
         }
-        publish(trainer, self.records_path, record, result.scalars(), plots=self.plots)
+        result = measure_module(
+            self.probe,
+            module,
+            batches,
+            loss_fn=self.loss_fn,
+            forward_fn=self.forward_fn,
+            bn_mode=self.bn_mode,
+            probe_dtype=dtype,
+            skeleton=self._get_skeleton(trainer, module),
+            meta={
+                "probe": self.probe.name,
+                "step": step,
+                "epoch": self._epoch_of(trainer, when),
+                "when": when,
+                "weights": weights,
+                "world_size": trainer.world_size,
+                "source": "callback",
+            },
+            seed=self.seed,
+            anchors=probe_points.resolve(self.probe, module, self._history, dtype),
+            outputs=trainer_outputs(trainer, self._root_dir(trainer), plots=self.plots),
+            sync=sync,
+            on_error=self.on_error,
+            progress=progress_enabled(trainer),
+            optimizers=list(trainer.optimizers),
+        )
         self.last_step = step
         self.last_weights = weights
         self.num_records += 1
         self._recorded.add((step, weights))
         return result
 
-    def _data(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, DataSource]:
-        world, rank = trainer.world_size, trainer.global_rank
-        reduce_sum: Callable[[Tensor], Tensor] | None = None
-        if world > 1:
+    def _epoch_of(self, trainer: Trainer, when: When) -> int:
+        """Return the epoch of a record: a fit-end record at an epoch end's step says that epoch."""
+        if when == "fit_end" and self._epoch_end is not None:
+            step, epoch = self._epoch_end
+            if step == trainer.global_step:
+                return epoch
+        return trainer.current_epoch
 
-            def reduce_sum(t: Tensor) -> Tensor:
-                return trainer.strategy.reduce(t, reduce_op="sum")
+    def _root_dir(self, trainer: Trainer) -> Path:
+        if self._root is None:
+            self._root = records_root(trainer, self.output_dir)
+        return self._root
 
-        out: dict[str, DataSource] = {}
-        for split in self.splits:
-            if split not in self._batches:
-                loader = find_loader(trainer, split)
-                self._batches[split] = sample_batches(
-                    loader, num_batches=self.num_batches, batch_size=self.batch_size, seed=self.seed
-                )
-            mine = local_batches(self._batches[split], self.batch_adapter, pl_module, rank, world)
-            out[split] = DataSource(
-                mine, reduce_sum=reduce_sum, name=split, world_size=world, rank=rank
+    def _get_skeleton(self, trainer: Trainer, module: nn.Module) -> nn.Module:
+        if self._skeleton is None:
+            self._skeleton = make_skeleton(module, self.bn_mode, share=[trainer])
+        return self._skeleton
+
+    def _split_batches(self, trainer: Trainer, split: str) -> list[Any]:
+        if split not in self._batches:
+            loader = find_loader(trainer, split)
+            self._batches[split] = sample_batches(
+                loader, num_batches=self.num_batches, batch_size=self.batch_size, seed=self.seed
             )
-        return out
+        return self._batches[split]
+
+
+def _network(pl_module: LightningModule) -> nn.Module:
+    """Return the network to measure: ``pl_module.probe_network()`` if defined, else the module."""
+    method = getattr(pl_module, "probe_network", None)
+    if callable(method):
+        network = method()
+        require(
+            isinstance(network, nn.Module),
+            "probe_network()",
+            type(network).__name__,
+            "an nn.Module",
+        )
+        return network
+    return pl_module
+
+
+def _check_schedule(callback: ProbeCallback, max_epochs: int | None, max_steps: int) -> None:
+    """Raise when the schedule can never fire under the trainer's limits."""
+    if callback.on_fit_end_enabled:
+        return
+    n_epochs, n_steps = callback.every_n_epochs, callback.every_n_train_steps
+    if n_epochs is None and n_steps is None:
+        return  # measured by measure_now only
+    epochs_fire = n_epochs is not None and (
+        max_epochs is None or max_epochs < 0 or n_epochs <= max_epochs
+    )
+    steps_fire = n_steps is not None and (
+        max_steps is None or max_steps < 0 or n_steps <= max_steps
+    )
+    if not (epochs_fire or steps_fire):
+        name = callback.probe.name
+        key, value = (
+            ("every_n_epochs", n_epochs)
+            if n_epochs is not None
+            else ("every_n_train_steps", n_steps)
+        )
+        raise ConfigError(
+            f"{name}.{key}: got {value}; the run stops after max_epochs={max_epochs}, "
+            f"max_steps={max_steps}, so the probe never runs; expected a smaller value or "
+            "on_fit_end=true"
+        )
 
 
 def _weights_label(trainer: Trainer, when: When) -> str:

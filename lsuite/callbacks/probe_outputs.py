@@ -1,76 +1,63 @@
-"""Publish one probe record: the JSON line, logger scalars and plots, from global rank zero."""
+"""Tell a ProbeCallback's session where a Trainer's records go and how its ranks talk."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
-from typing import Any
 
 from lightning.pytorch import Trainer
+from torch import Tensor
 
-from lsuite.results.curves import curve_table
-from lsuite.results.jsonl import append_record
-
-log = logging.getLogger(__name__)
+from lsuite.session import Outputs, Sync
 
 
-def publish(
-    trainer: Trainer, path: Path, record: dict[str, Any], scalars: dict[str, float], *, plots: bool
-) -> None:
-    """Write ``record`` to ``path``, log ``scalars`` to every logger and render plots, then sync.
+def records_root(trainer: Trainer, output_dir: str | Path | None) -> Path:
+    """Return the directory that holds ``probes/`` and ``plots/`` for this run.
 
-    Only global rank zero writes or logs; every rank waits at the barrier afterwards.
+    ``output_dir`` wins; else the logger's run directory (``trainer.log_dir``, e.g.
+    ``lightning_logs/version_N``: next to Lightning's metrics, so each run's records are its own);
+    else ``trainer.default_root_dir``. Call it on every rank: ``trainer.log_dir`` broadcasts.
 
     Args:
-        trainer: the running trainer.
-        path: the probe's ``.jsonl`` file.
-        record: the JSON-safe record (probe name, step, epoch, values).
-        scalars: flat ``field -> value``; logged as ``probe/<name>/<field>``.
-        plots: whether to render the record's plots into ``<run_dir>/plots/``.
+        trainer: the trainer being set up.
+        output_dir: the callback's ``output_dir`` argument.
+
+    Returns:
+        The directory.
     """
-    if trainer.is_global_zero:
-        append_record(path, record)
-        name = record["probe"]
-        metrics = {f"probe/{name}/{key}": value for key, value in scalars.items()}
-        for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=trainer.global_step)
-        _log_curves(trainer, record)
-        if plots:
-            _plot(trainer, path.parent.parent / "plots", record)
-    trainer.strategy.barrier("lsuite_probe_publish")
+    if output_dir is not None:
+        return Path(output_dir)
+    if trainer.loggers:
+        log_dir = trainer.log_dir
+        if log_dir is not None:
+            return Path(log_dir)
+    return Path(trainer.default_root_dir)
 
 
-def _plot(trainer: Trainer, directory: Path, record: dict[str, Any]) -> None:
-    from lsuite.plots.render import render  # matplotlib is imported only when plotting
-
-    paths = render(record, directory)
-    if not paths:
-        return
-    for logger in _wandb_loggers(trainer):
-        key = f"probe/{record['probe']}/plot"
-        logger.log_image(key=key, images=[str(p) for p in paths], step=trainer.global_step)
+def trainer_outputs(trainer: Trainer, root: Path, *, plots: bool) -> Outputs:
+    """Return the session outputs of a trainer: ``root`` and every logger."""
+    return Outputs(directory=root, loggers=tuple(trainer.loggers), plots=plots)
 
 
-def _log_curves(trainer: Trainer, record: dict[str, Any]) -> None:
-    """Log an interpolation, line or spectrum record to wandb as a table with a line plot."""
-    loggers = _wandb_loggers(trainer)
-    table = curve_table(record) if loggers else None
-    if table is None:
-        return
-    import wandb
+def trainer_sync(trainer: Trainer) -> Sync:
+    """Return the session's view of the trainer's processes (all-reduce and barrier)."""
+    if trainer.world_size == 1:
+        return Sync()
 
-    for logger in loggers:
-        data = wandb.Table(columns=table.columns, data=table.rows)
-        chart = wandb.plot.line(data, table.x, table.y, stroke=table.series, title=table.title)
-        # WandbLogger's x axis is trainer/global_step; wandb's own step is left to wandb.
-        key = f"probe/{record['probe']}/curve"
-        logger.experiment.log({key: chart, "trainer/global_step": trainer.global_step})
+    def reduce_sum(tensor: Tensor) -> Tensor:
+        return trainer.strategy.reduce(tensor, reduce_op="sum")
+
+    def barrier() -> None:
+        trainer.strategy.barrier("lsuite_probe_publish")
+
+    return Sync(
+        rank=trainer.global_rank,
+        world_size=trainer.world_size,
+        reduce_sum=reduce_sum,
+        barrier=barrier,
+    )
 
 
-def _wandb_loggers(trainer: Trainer) -> list[Any]:
-    """Return the trainer's wandb loggers (``lightning`` or ``pytorch_lightning`` ones)."""
-    return [
-        logger
-        for logger in trainer.loggers
-        if any(cls.__name__ == "WandbLogger" for cls in type(logger).__mro__)
-    ]
+def progress_enabled(trainer: Trainer) -> bool:
+    """Return whether the trainer shows a progress bar (probes then show their progress)."""
+    bar = trainer.progress_bar_callback
+    return bool(bar is not None and bar.is_enabled and trainer.is_global_zero)

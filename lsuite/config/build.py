@@ -7,11 +7,12 @@ from typing import Any
 
 import hydra
 from hydra.errors import InstantiationException
-from lightning.pytorch import Callback, LightningDataModule, Trainer
+from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
 
+from lsuite.callbacks.rng_state import RNGState
 from lsuite.errors import ConfigError
 from lsuite.model.classifier import Classifier
 
@@ -65,14 +66,26 @@ def build_datamodule(cfg: DictConfig) -> LightningDataModule:
     return instantiate(cfg.data, "data")
 
 
-def build_module(cfg: DictConfig, datamodule: LightningDataModule) -> Classifier:
-    """Build the network for the data's input shape and classes, and wrap it in a `Classifier`."""
+def build_module(cfg: DictConfig, datamodule: LightningDataModule) -> LightningModule:
+    """Build the network for the data's input shape and classes, and the module that trains it.
+
+    The module is ``cfg.module`` (``conf/module/``, a partial; `Classifier` when the config has no
+    ``module`` key, as configs of earlier versions), called with ``net``, ``optimizer``,
+    ``num_classes``, ``scheduler`` and ``l2``.
+
+    Returns:
+        The LightningModule (a `Classifier` by default).
+    """
     net_factory = instantiate(cfg.model, "model")
     shape = tuple(datamodule.input_shape)
     classes = int(datamodule.num_classes)
     net = call(net_factory, "model", input_shape=shape, num_classes=classes)
     scheduler = cfg.get("scheduler")
-    return Classifier(
+    node = cfg.get("module")
+    module_factory = Classifier if node is None else instantiate(node, "module")
+    return call(
+        module_factory,
+        "module",
         net=net,
         optimizer=instantiate(cfg.optim, "optim"),
         num_classes=classes,
@@ -87,11 +100,14 @@ def build_callbacks(cfg: DictConfig, *, with_loggers: bool) -> list[Callback]:
     A learning-rate monitor is left out when no logger is configured, and a progress bar when
     ``trainer.enable_progress_bar`` is false (Lightning refuses either combination).
 
+    An `RNGState` comes first, so checkpoints hold the generators' states and a resumed run
+    (``resume=``) draws the same data order as an uninterrupted one.
+
     Returns:
-        The callbacks in config order, probes last.
+        The callbacks: `RNGState`, then those of the config in order, probes last.
     """
     progress_bar = cfg.trainer.get("enable_progress_bar", True)
-    callbacks: list[Callback] = []
+    callbacks: list[Callback] = [RNGState()]
     for group in ("callbacks", "probes"):
         for name, node in (cfg.get(group) or {}).items():
             if node is None:

@@ -9,6 +9,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -39,19 +40,64 @@ def check_command_line(args: list[str], config_dir: Path, config_name: str = "tr
     if any(arg.split("=")[0] in _PASS_THROUGH for arg in args):
         return
     texts = [arg for arg in args if not arg.startswith("-")]
-    try:
-        overrides = OverridesParser.create().parse_overrides(texts)
-    except HydraException as error:
-        raise ConfigError(f"overrides: {_first_line(error)}") from error
+    overrides = _parse(texts)
+    multirun = any(arg in ("-m", "--multirun") for arg in args)
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(str(config_dir), version_base="1.3"):
             loader = GlobalHydra.instance().config_loader()
             for override in overrides:
                 _check_group_choice(loader, override)
-            _check_values(overrides, config_name)
+            _check_single_run_sweeps(overrides, config_name, multirun)
+            _check_values(loader, overrides, config_name)
     finally:
         GlobalHydra.instance().clear()
+
+
+def _parse(texts: list[str]) -> list[Override]:
+    """Parse the overrides one by one, so a grammar error names the one that failed."""
+    parser = OverridesParser.create()
+    overrides = []
+    for text in texts:
+        try:
+            overrides.extend(parser.parse_overrides([text]))
+        except HydraException as error:
+            raise ConfigError(_explain_grammar(text, error)) from error
+    return overrides
+
+
+def _explain_grammar(text: str, error: HydraException) -> str:
+    """Say why an override does not parse; ``~`` in a value is the usual reason."""
+    key, _, value = text.partition("=")
+    if "~" in value:
+        home = f"$HOME{value[1:]}" if value.startswith("~") else value.replace("~", "$HOME")
+        return (
+            f"{key.lstrip('+')}: got {value!r}; '~' is not expanded in overrides (Hydra's override "
+            f"grammar cannot parse it): write {key}={home} (the shell expands $HOME) "
+            "or an absolute path"
+        )
+    return f"overrides: {text!r} does not parse: {_first_line(error)}"
+
+
+def _check_single_run_sweeps(overrides: list[Override], config_name: str, multirun: bool) -> None:
+    """A sweep (``key=a,b``) needs ``-m``, unless the config itself is a multirun."""
+    sweeps = [o for o in overrides if o.is_sweep_override() and not o.is_hydra_override()]
+    if multirun or not sweeps:
+        return
+    plain = [o.input_line or "" for o in overrides if not o.is_sweep_override()]
+    try:
+        mode = compose(config_name, overrides=plain, return_hydra_config=True).hydra.mode
+    except (HydraException, OmegaConfBaseException):
+        mode = None  # the value checks below report the composition error
+    if mode == RunMode.MULTIRUN:
+        return
+    first = sweeps[0]
+    key = first.get_key_element().lstrip("+~")
+    value = (first.input_line or "").partition("=")[2]
+    raise ConfigError(
+        f"{key}: got {value}, a sweep over {len(list(first.sweep_iterator()))} values, "
+        f"in a single run; add -m to sweep over them, or write {key}=[{value}] for a list"
+    )
 
 
 def _check_group_choice(loader: object, override: Override) -> None:
@@ -67,7 +113,7 @@ def _check_group_choice(loader: object, override: Override) -> None:
                 raise ConfigError(f"{group}: got {choice!r}; expected one of {', '.join(options)}")
 
 
-def _check_values(overrides: list[Override], config_name: str) -> None:
+def _check_values(loader: object, overrides: list[Override], config_name: str) -> None:
     """Compose once per value of every sweep (the others at their first value) and validate."""
     firsts = [_as_text(o, _values(o)[0]) for o in overrides]
     combos = [firsts]
@@ -75,32 +121,72 @@ def _check_values(overrides: list[Override], config_name: str) -> None:
         for value in _values(override)[1:]:
             combos.append([*firsts[:i], _as_text(override, value), *firsts[i + 1 :]])
     for combo in combos:
-        cfg = _compose(config_name, combo)
+        cfg = _compose(loader, config_name, combo)
         validate(cfg)
 
 
-def _compose(config_name: str, overrides: list[str]) -> DictConfig:
+def _compose(loader: object, config_name: str, overrides: list[str]) -> DictConfig:
     try:
         return compose(config_name, overrides=overrides)
     except (HydraException, OmegaConfBaseException) as error:
-        raise ConfigError(_explain(error, config_name, overrides)) from error
+        raise ConfigError(_explain(loader, error, config_name, overrides)) from error
 
 
-def _explain(error: Exception, config_name: str, overrides: list[str]) -> str:
+def _explain(loader: object, error: Exception, config_name: str, overrides: list[str]) -> str:
     text = _first_line(error)
     for override in overrides:
         key = override.split("=")[0].lstrip("+~")
         if f"'{key}'" in str(error) and "Could not override" in str(error):
             parent, _, leaf = key.rpartition(".")
             others = [o for o in overrides if o != override]
-            base = compose(config_name, overrides=others)
+            base = compose(config_name, overrides=others, return_hydra_config=True)
+            unselected = _unselected_option(loader, base, key)
+            if unselected:
+                return unselected
             node = OmegaConf.select(base, parent) if parent else base
-            known = ", ".join(sorted(str(k) for k in node)) if isinstance(node, DictConfig) else ""
+            if node is base:
+                node = [k for k in base if k != "hydra"]  # keys only: values may need Hydra
+            known = (
+                ", ".join(sorted(str(k) for k in node))
+                if isinstance(node, (DictConfig, list))
+                else ""
+            )
             return (
                 f"{key}: unknown key {leaf!r}; expected one of {known} "
                 f"(prefix with + to add a new key: +{override})"
             )
     return f"overrides: {text}"
+
+
+def _unselected_option(loader: object, base: DictConfig, key: str) -> str | None:
+    """Explain a key of a group option that is not selected (``probes.hessian_trace.x=1``).
+
+    Returns:
+        The message, or None when ``key`` is not under an option of a config group.
+    """
+    parts = key.split(".")
+    for i in range(1, len(parts)):
+        group, option = "/".join(parts[:i]), parts[i]
+        options = loader.get_group_options(group)  # type: ignore[attr-defined]
+        if option not in options:
+            continue
+        node = OmegaConf.select(base, ".".join(parts[:i]))
+        if isinstance(node, DictConfig) and option in node:
+            return None
+        choice = base.hydra.runtime.choices.get(group)
+        if isinstance(choice, str):
+            selected = [choice]
+        else:
+            selected = (
+                [str(k) for k in node if str(k) in options] if isinstance(node, DictConfig) else []
+            )
+        what = "probe" if group == "probes" else f"{group} option"
+        return (
+            f"{key}: {what} {option!r} is not selected "
+            f"(selected: {', '.join(selected) or 'none'}); select it first: "
+            f"'{group}=[{','.join([*selected, option])}]' {key}=..."
+        )
+    return None
 
 
 def _values(override: Override) -> list[object]:
@@ -110,11 +196,10 @@ def _values(override: Override) -> list[object]:
 
 
 def _as_text(override: Override, value: object) -> str:
-    prefix = "+" if override.is_add() else "++" if override.is_force_add() else ""
     if override.is_delete():
         return override.input_line or ""
     rendered = Override._get_value_element_as_str(value)  # same quoting rules as Hydra's own
-    return f"{prefix}{override.get_key_element()}={rendered}"
+    return f"{override.get_key_element()}={rendered}"  # the key element keeps its + or ++
 
 
 def _first_line(error: BaseException) -> str:

@@ -29,8 +29,12 @@ log = logging.getLogger("lsuite")
 STATUS_FILE = "status.json"
 """Name of the status file in every run directory."""
 
-Status = Literal["running", "completed", "diverged", "failed"]
-"""``running`` until the job ends (and forever if it was killed), then one of the others."""
+Status = Literal["running", "completed", "diverged", "failed", "interrupted"]
+"""``running`` until the job ends (and forever if it was killed), then one of the others;
+``interrupted`` after Ctrl-C (SIGINT)."""
+
+INTERRUPTED_EXIT = 130
+"""Exit status after Ctrl-C (128 + SIGINT), as shells report it."""
 
 _TRACEBACK_LINES = 30
 
@@ -39,7 +43,9 @@ def run_job(task: Callable[[DictConfig], dict[str, float]], cfg: DictConfig) -> 
     """Run ``task(cfg)`` as one Hydra job, writing ``status.json`` when it starts and ends.
 
     A job ends ``completed``; ``diverged`` when it raised `TrainingDiverged` or finished with
-    a non-finite loss metric; ``failed`` when it raised anything else. In a multirun
+    a non-finite loss metric; ``interrupted`` on Ctrl-C (`KeyboardInterrupt`: the program ends
+    with status 130, a sweep included; checkpoints and records written so far stay);
+    ``failed`` when it raised anything else. In a multirun
     (``-m`` or ``hydra.mode=MULTIRUN``) a job that failed or diverged is logged with its error
     and the sweep goes on; in a single run it ends the program with a non-zero status: 2 and one
     line for a `ConfigError`, 1 otherwise (with the traceback when it raised).
@@ -67,6 +73,11 @@ def run_job(task: Callable[[DictConfig], dict[str, float]], cfg: DictConfig) -> 
     write_status(run_dir, "running", job=job, started=started)
     try:
         metrics = task(cfg)
+    except KeyboardInterrupt as error:
+        path = write_status(run_dir, "interrupted", job=job, started=started, error=error)
+        _close_wandb()
+        print(f"lsuite-train: interrupted; status recorded in {path}", file=sys.stderr)
+        sys.exit(INTERRUPTED_EXIT)
     except Exception as error:
         status: Status = "diverged" if isinstance(error, TrainingDiverged) else "failed"
         path = write_status(run_dir, status, job=job, started=started, error=error)
@@ -75,7 +86,7 @@ def run_job(task: Callable[[DictConfig], dict[str, float]], cfg: DictConfig) -> 
             log.exception("lsuite-train: job %s %s (%s): %s", job["num"], status, path, error)
             return None
         if isinstance(error, ConfigError):
-            log.error("lsuite-train: error: %s", error)
+            print(f"lsuite-train: error: {error}", file=sys.stderr)  # one line, no log prefix
             sys.exit(2)
         raise
     if all_losses_finite(metrics):

@@ -29,6 +29,22 @@ def name_sweep(cfg: DictConfig) -> None:
             cfg.sweep_name = Path(str(hydra.sweep.dir)).name
 
 
+def name_run(cfg: DictConfig) -> None:
+    """Give a run without overrides a name: ``cfg.run_name`` is the run directory's name then.
+
+    ``run_name`` is ``${hydra:job.override_dirname}`` by default (the wandb run name), which is
+    empty for a run without overrides; such a run is named after its directory (``20-33-04``
+    for ``outputs/2026-12-01/20-33-04``), ``default`` when even that is empty.
+
+    Args:
+        cfg: the job's composed config; changed in place.
+    """
+    if str(cfg.get("run_name") or ""):
+        return
+    with open_dict(cfg):
+        cfg.run_name = Path(str(cfg.run_dir)).name or "default"
+
+
 def job_dirname(overrides: str) -> str:
     """Turn a job's ``override_dirname`` into one safe directory name.
 

@@ -79,7 +79,7 @@ class _CifarDataModule(FileDataModule):
         batch_size: see `TensorDataModule`.
         num_workers: see `TensorDataModule`.
         val_fraction: see `TensorDataModule`.
-        seed: see `TensorDataModule`.
+        split_seed: see `TensorDataModule`.
         normalize: see `TensorDataModule`.
         eval_batch_size: see `TensorDataModule`.
         pin_memory: see `TensorDataModule`.
@@ -104,7 +104,7 @@ class _CifarDataModule(FileDataModule):
         batch_size: int = 128,
         num_workers: int = 0,
         val_fraction: float = 0.1,
-        seed: int = 0,
+        split_seed: int = 0,
         normalize: bool = True,
         eval_batch_size: int | None = None,
         pin_memory: bool = False,
@@ -117,7 +117,7 @@ class _CifarDataModule(FileDataModule):
             batch_size=batch_size,
             num_workers=num_workers,
             val_fraction=val_fraction,
-            seed=seed,
+            split_seed=split_seed,
             normalize=normalize,
             eval_batch_size=eval_batch_size,
             pin_memory=pin_memory,
@@ -198,7 +198,7 @@ class CIFAR10DataModule(_CifarDataModule):
         batch_size: training batch size.
         num_workers: DataLoader worker processes.
         val_fraction: share of the 50,000 training images held out for validation.
-        seed: seed of the train/val split.
+        split_seed: seed of the train/val split (independent of the training seed).
         normalize: standardise each channel with the train split's mean and std.
         eval_batch_size: validation/test batch size; None uses ``batch_size``.
         pin_memory: pin batches in page-locked memory.

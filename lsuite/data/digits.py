@@ -28,14 +28,14 @@ class DigitsDataModule(TensorDataModule):
 
     The dataset has no official test set, so `setup` first holds out ``test_fraction`` of the
     images as the test split, then ``val_fraction`` of the rest for validation, both drawn with
-    ``seed``. Pixels are scaled from 0..16 to [0, 1] before normalisation.
+    ``split_seed``. Pixels are scaled from 0..16 to [0, 1] before normalisation.
 
     Args:
         batch_size: training batch size.
         num_workers: DataLoader worker processes.
         val_fraction: share of the non-test images held out for validation, in ``[0, 1)``.
         test_fraction: share of all images held out for testing, in ``(0, 1)``.
-        seed: seed of the test and validation splits.
+        split_seed: seed of the test and validation splits (independent of the training seed).
         normalize: standardise with the train split's mean and std.
         eval_batch_size: validation/test batch size; None uses ``batch_size``.
         pin_memory: pin batches in page-locked memory.
@@ -54,7 +54,7 @@ class DigitsDataModule(TensorDataModule):
         num_workers: int = 0,
         val_fraction: float = 0.1,
         test_fraction: float = 0.2,
-        seed: int = 0,
+        split_seed: int = 0,
         normalize: bool = True,
         eval_batch_size: int | None = None,
         pin_memory: bool = False,
@@ -63,7 +63,7 @@ class DigitsDataModule(TensorDataModule):
             batch_size=batch_size,
             num_workers=num_workers,
             val_fraction=val_fraction,
-            seed=seed,
+            split_seed=split_seed,
             normalize=normalize,
             eval_batch_size=eval_batch_size,
             pin_memory=pin_memory,

@@ -73,7 +73,7 @@ class FileDataModule(TensorDataModule):
         batch_size: see `TensorDataModule`.
         num_workers: see `TensorDataModule`.
         val_fraction: see `TensorDataModule`.
-        seed: see `TensorDataModule`.
+        split_seed: see `TensorDataModule`.
         normalize: see `TensorDataModule`.
         eval_batch_size: see `TensorDataModule`.
         pin_memory: see `TensorDataModule`.
@@ -98,7 +98,7 @@ class FileDataModule(TensorDataModule):
         batch_size: int = 128,
         num_workers: int = 0,
         val_fraction: float = 0.1,
-        seed: int = 0,
+        split_seed: int = 0,
         normalize: bool = True,
         eval_batch_size: int | None = None,
         pin_memory: bool = False,
@@ -107,7 +107,7 @@ class FileDataModule(TensorDataModule):
             batch_size=batch_size,
             num_workers=num_workers,
             val_fraction=val_fraction,
-            seed=seed,
+            split_seed=split_seed,
             normalize=normalize,
             eval_batch_size=eval_batch_size,
             pin_memory=pin_memory,

@@ -82,7 +82,7 @@ class MNISTDataModule(_IdxDataModule):
         batch_size: training batch size.
         num_workers: DataLoader worker processes.
         val_fraction: share of the 60,000 training images held out for validation.
-        seed: seed of the train/val split.
+        split_seed: seed of the train/val split (independent of the training seed).
         normalize: standardise with the train split's mean and std.
         eval_batch_size: validation/test batch size; None uses ``batch_size``.
         pin_memory: pin batches in page-locked memory.
@@ -102,7 +102,7 @@ class FashionMNISTDataModule(_IdxDataModule):
         batch_size: training batch size.
         num_workers: DataLoader worker processes.
         val_fraction: share of the 60,000 training images held out for validation.
-        seed: seed of the train/val split.
+        split_seed: seed of the train/val split (independent of the training seed).
         normalize: standardise with the train split's mean and std.
         eval_batch_size: validation/test batch size; None uses ``batch_size``.
         pin_memory: pin batches in page-locked memory.

@@ -78,7 +78,7 @@ class MNIST1DDataModule(TensorDataModule):
         batch_size: training batch size.
         num_workers: DataLoader worker processes.
         val_fraction: share of the 4,000 training signals held out for validation.
-        seed: seed of the train/val split.
+        split_seed: seed of the train/val split (independent of the training seed).
         normalize: standardise with the train split's mean and std.
         eval_batch_size: validation/test batch size; None uses ``batch_size``.
         pin_memory: pin batches in page-locked memory.
@@ -97,7 +97,7 @@ class MNIST1DDataModule(TensorDataModule):
         batch_size: int = 128,
         num_workers: int = 0,
         val_fraction: float = 0.1,
-        seed: int = 0,
+        split_seed: int = 0,
         normalize: bool = True,
         eval_batch_size: int | None = None,
         pin_memory: bool = False,
@@ -106,7 +106,7 @@ class MNIST1DDataModule(TensorDataModule):
             batch_size=batch_size,
             num_workers=num_workers,
             val_fraction=val_fraction,
-            seed=seed,
+            split_seed=split_seed,
             normalize=normalize,
             eval_batch_size=eval_batch_size,
             pin_memory=pin_memory,

@@ -26,7 +26,7 @@ class RawArrays:
         inputs: ``(N, *input_shape)`` samples, any real dtype (uint8 for images).
         targets: ``(N,)`` integer class labels in ``[0, num_classes)``.
         test_inputs: ``(M, *input_shape)`` official test samples, or None when the dataset
-            has none (a test split is then drawn from ``inputs`` with the module's seed).
+            has none (a test split is then drawn from ``inputs`` with the module's ``split_seed``).
         test_targets: ``(M,)`` labels of ``test_inputs``, or None.
         scale: factor mapping stored values to floats, e.g. ``1 / 255`` for uint8 pixels.
     """
@@ -61,9 +61,10 @@ class TensorDataModule(LightningDataModule):
 
     Subclasses set ``input_shape`` and ``num_classes`` and implement `load_arrays`. `setup` then
     draws the validation split (and, for datasets without an official test set, the test split
-    first) from a generator seeded with ``seed``, so the same seed gives the same splits. Inputs
-    become float32, scaled by `RawArrays.scale` and, with ``normalize``, shifted and divided per
-    channel by the mean and standard deviation of the train split. Each dataset yields
+    first) from a generator seeded with ``split_seed``, so the same seed gives the same splits,
+    whatever the training seed. Inputs become float32, scaled by `RawArrays.scale` and, with
+    ``normalize``, shifted and divided per channel by the mean and standard deviation of the
+    train split. Each dataset yields
     ``(input, target)`` pairs of shapes ``input_shape`` and ``()`` (int64).
 
     Args:
@@ -71,7 +72,8 @@ class TensorDataModule(LightningDataModule):
         num_workers: DataLoader worker processes; workers persist across epochs when > 0.
         val_fraction: share of the training data held out for validation, in ``[0, 1)``;
             0 gives an empty validation set.
-        seed: seed of the train/val split (and of the test split, when one is drawn).
+        split_seed: seed of the train/val split (and of the test split, when one is drawn);
+            independent of the training seed, so runs with different seeds share a validation set.
         normalize: standardise each channel with the train split's mean and std.
         eval_batch_size: batch size of the validation and test loaders; None uses ``batch_size``.
         pin_memory: pin batches in page-locked memory (faster copies to a GPU).
@@ -93,7 +95,7 @@ class TensorDataModule(LightningDataModule):
         batch_size: int = 128,
         num_workers: int = 0,
         val_fraction: float = 0.1,
-        seed: int = 0,
+        split_seed: int = 0,
         normalize: bool = True,
         eval_batch_size: int | None = None,
         pin_memory: bool = False,
@@ -102,7 +104,7 @@ class TensorDataModule(LightningDataModule):
         check_int("batch_size", batch_size, 1)
         check_int("num_workers", num_workers, 0)
         check_fraction("val_fraction", val_fraction, allow_zero=True)
-        check_int("seed", seed, 0)
+        check_int("split_seed", split_seed, 0)
         check_bool("normalize", normalize)
         if eval_batch_size is not None:
             check_int("eval_batch_size", eval_batch_size, 1)
@@ -110,7 +112,7 @@ class TensorDataModule(LightningDataModule):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.val_fraction = val_fraction
-        self.seed = seed
+        self.split_seed = split_seed
         self.normalize = normalize
         self.eval_batch_size = eval_batch_size
         self.pin_memory = pin_memory
@@ -144,7 +146,7 @@ class TensorDataModule(LightningDataModule):
             return
         arrays = self.load_arrays()
         self._check(arrays)
-        generator = torch.Generator().manual_seed(self.seed)
+        generator = torch.Generator().manual_seed(self.split_seed)
         inputs, targets = arrays.inputs, arrays.targets
         if arrays.test_inputs is None or arrays.test_targets is None:
             if self.test_fraction is None:
@@ -177,12 +179,12 @@ class TensorDataModule(LightningDataModule):
 
     @property
     def val_dataset(self) -> TensorDataset:
-        """Validation split, drawn from the training data with ``seed``; needs `setup` first."""
+        """Validation split, drawn from the training data with ``split_seed``; needs `setup`."""
         return self._split("val")
 
     @property
     def test_dataset(self) -> TensorDataset:
-        """Test split (official, or drawn with ``seed``); needs `setup` first."""
+        """Test split (official, or drawn with ``split_seed``); needs `setup` first."""
         return self._split("test")
 
     @property

@@ -30,6 +30,14 @@ class Classifier(LightningModule):
     without the L2 term), ``train/objective`` (with it), ``train/acc``, ``val/loss``, ``val/acc``,
     ``test/loss``, ``test/acc``.
 
+    This is the ``classifier`` option of the ``module`` config group (``conf/module/``);
+    ``lsuite-train`` calls a module's target with ``net``, ``optimizer``, ``num_classes``,
+    ``scheduler`` and ``l2``, so another module (e.g. one that trains a curve or a subspace of
+    networks) takes the same arguments. Such a module may define an optional method
+    ``probe_network(self) -> nn.Module``: the probes then measure the module it returns (the
+    network at the point to measure); without it, as here, they measure the LightningModule
+    itself.
+
     Args:
         net: maps ``(B, *input_shape)`` inputs to ``(B, num_classes)`` logits.
         optimizer: optimizer factory called with the parameters.
@@ -79,8 +87,11 @@ class Classifier(LightningModule):
         objective = loss + self.l2_penalty()
         if self.should_log_training_step():
             self.train_acc(logits.detach(), targets)
-            self.log("train/loss", loss.detach(), on_step=True, on_epoch=True, prog_bar=True)
-            self.log("train/objective", objective.detach(), on_step=True, on_epoch=True)
+            # Per-rank values: averaged over ranks under DDP (the same on every rank, so the
+            # all-reduce is issued in the same order everywhere).
+            sync = {"on_step": True, "on_epoch": True, "sync_dist": True}
+            self.log("train/loss", loss.detach(), prog_bar=True, **sync)
+            self.log("train/objective", objective.detach(), **sync)
             self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         return objective
 

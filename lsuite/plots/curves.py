@@ -1,4 +1,4 @@
-"""Plot 1-D loss curves from saved records: interpolation paths and lines through the weights."""
+"""Plot 1-D loss curves of results: interpolation paths and lines through the weights."""
 
 from __future__ import annotations
 
@@ -10,37 +10,45 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from lsuite.probes.interpolation import InterpolationResult
+from lsuite.probes.line import LineResult
 from lsuite.results.jsonl import write_atomic
 
 _SPLIT_STYLE = {"train": "-", "val": "--"}
 
 
-def plot_interpolation(record: Mapping[str, Any], path: Path, *, log_scale: bool = False) -> Path:
+def plot_interpolation(
+    result: InterpolationResult,
+    path: Path,
+    *,
+    meta: Mapping[str, Any] | None = None,
+    log_scale: bool = False,
+) -> Path:
     """Draw loss (and accuracy) along ``alpha`` for every split of an interpolation record.
 
     The chord between the end values and the barrier location are marked; ``alpha = 0`` is the
     start and ``alpha = 1`` the measured weights. The file is written atomically.
 
     Args:
-        record: ``InterpolationResult.to_dict()``, optionally with the callback's ``step``,
-            ``epoch`` and ``probe``.
+        result: the interpolation result.
         path: output image; the suffix picks the format.
+        meta: the record's provenance (``probe``, ``step``, ``epoch`` go in the title).
         log_scale: draw the loss on a log axis.
 
     Returns:
         ``path``.
     """
-    alpha = [float(a) for a in record["alpha"]]
-    accuracy = record.get("accuracy")
+    alpha = [float(a) for a in result.alpha]
+    accuracy = result.accuracy
     fig = Figure(figsize=(10.0 if accuracy else 5.5, 4.0))
     axes = fig.subplots(1, 2 if accuracy else 1, squeeze=False)[0]
-    for i, (split, curve) in enumerate(record["loss"].items()):
+    for i, (split, curve) in enumerate(result.loss.items()):
         values = floats(curve)
         color = f"C{i}"
         axes[0].plot(alpha, values, _SPLIT_STYLE.get(split, "-"), color=color, label=split)
         ends = [values[alpha.index(0.0)], values[alpha.index(1.0)]]
         axes[0].plot([0.0, 1.0], ends, ":", color=color, linewidth=0.8)
-        where = record.get("loss_barrier_alpha", {}).get(split)
+        where = result.loss_barrier_alpha.get(split)
         if where is not None:
             height = values[alpha.index(float(where))] if float(where) in alpha else None
             if height is not None:
@@ -57,84 +65,98 @@ def plot_interpolation(record: Mapping[str, Any], path: Path, *, log_scale: bool
     axes[0].legend()
     if accuracy:
         axes[1].set_ylabel("accuracy")
-    barriers = ", ".join(f"{k} {v:.3g}" for k, v in record.get("loss_barrier", {}).items())
-    fig.suptitle(f"{title(record)} | start: {record.get('start', '?')} | barrier: {barriers}")
+    barriers = ", ".join(f"{k} {v:.3g}" for k, v in result.loss_barrier.items())
+    fig.suptitle(f"{title(result, meta)} | start: {result.start} | barrier: {barriers}")
     fig.tight_layout()
     return save_figure(fig, path)
 
 
-def plot_line(record: Mapping[str, Any], path: Path, *, log_scale: bool = False) -> Path:
+def plot_line(
+    result: LineResult,
+    path: Path,
+    *,
+    meta: Mapping[str, Any] | None = None,
+    log_scale: bool = False,
+) -> Path:
     """Draw the loss along each direction of a line record, one panel per direction.
 
     Each panel shows every split, the level ``loss(0) + delta`` that defines the width, the
     width crossings and the named markers (``origin``, ``init``). Written atomically.
 
     Args:
-        record: ``LineResult.to_dict()``, optionally with ``step``, ``epoch`` and ``probe``.
+        result: the line result.
         path: output image; the suffix picks the format.
+        meta: the record's provenance (``probe``, ``step``, ``epoch`` go in the title).
         log_scale: draw the loss on a log axis.
 
     Returns:
         ``path``.
     """
-    t = [float(v) for v in record["t"]]
-    names = list(record["directions"])
+    t = [float(v) for v in result.t]
+    names = list(result.directions)
     fig = Figure(figsize=(3.6 * len(names) + 0.8, 3.6))
     axes = fig.subplots(1, len(names), squeeze=False)[0]
     center = t.index(0.0)
-    delta = float(record.get("delta", 0.0))
+    delta = float(result.delta)
     for ax, name in zip(axes, names, strict=True):
-        for i, (split, curve) in enumerate(record["loss"][name].items()):
+        for i, (split, curve) in enumerate(result.loss[name].items()):
             values = floats(curve)
             color = f"C{i}"
             ax.plot(t, values, _SPLIT_STYLE.get(split, "-"), color=color, label=split)
             ax.axhline(values[center] + delta, color=color, linewidth=0.6, linestyle=":")
-            for side, sign in (("width_minus", -1.0), ("width_plus", 1.0)):
-                width = record.get(side, {}).get(name, {}).get(split)
+            for widths, sign in ((result.width_minus, -1.0), (result.width_plus, 1.0)):
+                width = widths.get(name, {}).get(split)
                 if width is not None:
                     ax.plot([sign * float(width)], [values[center] + delta], "|", color=color)
-        for label, where in record.get("markers", {}).get(name, {}).items():
+        for label, where in result.markers.get(name, {}).items():
             if t[0] <= float(where) <= t[-1]:
                 ax.axvline(float(where), color="0.5", linewidth=0.8, linestyle="--")
                 ax.annotate(label, (float(where), 0.95), xycoords=("data", "axes fraction"))
         ax.set_title(name)
-        ax.set_xlabel(f"t (units of {'||w||' if record.get('scale') == 'model' else '1'})")
+        ax.set_xlabel(f"t (units of {'||w||' if result.scale == 'model' else '1'})")
         if log_scale:
             ax.set_yscale("log")
     axes[0].set_ylabel("loss")
     axes[0].legend()
-    fig.suptitle(f"{title(record)} | delta {delta:g}")
+    fig.suptitle(f"{title(result, meta)} | delta {delta:g}")
     fig.tight_layout()
     return save_figure(fig, path)
 
 
 def floats(values: Sequence[Any]) -> list[float]:
-    """Return JSON values as floats (``"nan"``/``"inf"`` strings and None become floats/nan)."""
+    """Return values as floats (None becomes nan; ``"nan"``/``"inf"`` strings are read too)."""
     return [math.nan if v is None else float(v) for v in values]
 
 
-def title(record: Mapping[str, Any]) -> str:
-    """Return ``"<probe> step S (epoch E)"`` from whatever of those the record has."""
-    parts = [str(record.get("probe", record.get("kind", "probe")))]
-    if "step" in record:
-        parts.append(f"step {record['step']}")
-    if "epoch" in record:
-        parts.append(f"(epoch {record['epoch']})")
+def title(result: object, meta: Mapping[str, Any] | None) -> str:
+    """Return ``"<probe> step S (epoch E)"`` from whatever of those ``meta`` has.
+
+    Args:
+        result: the result drawn (its class names the plot when ``meta`` has no ``probe``).
+        meta: the record's provenance, or None.
+    """
+    meta = meta or {}
+    parts = [str(meta.get("probe", type(result).__name__))]
+    if meta.get("step") is not None:
+        parts.append(f"step {meta['step']}")
+    if meta.get("epoch") is not None:
+        parts.append(f"(epoch {meta['epoch']})")
     return " ".join(parts)
 
 
-def save_figure(fig: Figure, path: Path) -> Path:
+def save_figure(fig: Figure, path: Path, *, dpi: int = 110) -> Path:
     """Render ``fig`` and write it to ``path`` atomically (temporary name, then ``os.replace``).
 
     Args:
         fig: the figure.
         path: destination; the suffix picks the format (``png`` when there is none).
+        dpi: resolution of raster formats.
 
     Returns:
         ``path``.
     """
     path = Path(path)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", dpi=110)
+    fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", dpi=dpi)
     write_atomic(path, buffer.getvalue())
     return path

@@ -1,4 +1,4 @@
-"""Plot 2-D loss landscapes from saved plane records: labelled contours and 3-D surfaces."""
+"""Plot 2-D loss landscapes of plane results: labelled contours and 3-D surfaces."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 
 from lsuite.errors import ConfigError
 from lsuite.plots.curves import floats, save_figure, title
+from lsuite.probes.plane import PlaneResult
 
 Metric = Literal["loss", "accuracy"]
 
@@ -21,9 +22,10 @@ more than this factor (e.g. eval-mode BatchNorm planes, whose corners reach 1e8)
 
 
 def plot_contour(
-    record: Mapping[str, Any],
+    result: PlaneResult,
     path: Path,
     *,
+    meta: Mapping[str, Any] | None = None,
     split: str | None = None,
     metric: Metric = "loss",
     log_scale: bool | None = None,
@@ -35,9 +37,10 @@ def plot_contour(
     markers (``center``, the three ``points``) and the grid minimum. Written atomically.
 
     Args:
-        record: ``PlaneResult.to_dict()``, optionally with ``step``, ``epoch``, ``probe``.
+        result: the plane result.
         path: output image; the suffix picks the format.
-        split: the split to draw; the record's first split when None.
+        meta: the record's provenance (``probe``, ``step``, ``epoch`` go in the title).
+        split: the split to draw; the result's first split when None.
         metric: ``"loss"`` or ``"accuracy"``.
         log_scale: draw ``log10`` of the values; None decides by `LOG_RATIO` (loss only).
         levels: number of contour levels.
@@ -45,7 +48,7 @@ def plot_contour(
     Returns:
         ``path``.
     """
-    x, y, z, split = grid(record, split, metric)
+    x, y, z, split = grid(result, split, metric)
     log = _use_log(z, metric, log_scale)
     shown = _log10(z) if log else z
     fig = Figure(figsize=(6.4, 5.2))
@@ -58,19 +61,20 @@ def plot_contour(
         ax.clabel(lines, inline=True, fontsize=7, fmt="%.3g")
         colorbar = fig.colorbar(filled, ax=ax)
         colorbar.set_label(f"log10 {metric}" if log else metric)
-    _overlay(ax, record, split, metric)
-    ax.set_xlabel(f"d1 ({record.get('normalization', '')})")
-    ax.set_ylabel(f"d2 ({record.get('normalization', '')})")
+    _overlay(ax, result, split, metric)
+    ax.set_xlabel(f"d1 ({result.normalization})")
+    ax.set_ylabel(f"d2 ({result.normalization})")
     ax.set_aspect("equal", adjustable="box")
-    ax.set_title(f"{title(record)} | {record.get('directions', '')} | {split} {metric}")
+    ax.set_title(f"{title(result, meta)} | {result.directions} | {split} {metric}")
     fig.tight_layout()
     return save_figure(fig, path)
 
 
 def plot_surface(
-    record: Mapping[str, Any],
+    result: PlaneResult,
     path: Path,
     *,
+    meta: Mapping[str, Any] | None = None,
     split: str | None = None,
     metric: Metric = "loss",
     log_scale: bool | None = None,
@@ -78,16 +82,17 @@ def plot_surface(
     """Draw the grid as a 3-D surface. Written atomically.
 
     Args:
-        record: ``PlaneResult.to_dict()``, optionally with ``step``, ``epoch``, ``probe``.
+        result: the plane result.
         path: output image; the suffix picks the format.
-        split: the split to draw; the record's first split when None.
+        meta: the record's provenance (``probe``, ``step``, ``epoch`` go in the title).
+        split: the split to draw; the result's first split when None.
         metric: ``"loss"`` or ``"accuracy"``.
         log_scale: draw ``log10`` of the values; None decides by `LOG_RATIO` (loss only).
 
     Returns:
         ``path``.
     """
-    x, y, z, split = grid(record, split, metric)
+    x, y, z, split = grid(result, split, metric)
     log = _use_log(z, metric, log_scale)
     shown = _log10(z) if log else z
     fig = Figure(figsize=(6.4, 5.2))
@@ -97,34 +102,34 @@ def plot_surface(
     ax.set_xlabel("d1")
     ax.set_ylabel("d2")
     ax.set_zlabel(f"log10 {metric}" if log else metric)
-    ax.set_title(f"{title(record)} | {split} {metric}")
+    ax.set_title(f"{title(result, meta)} | {split} {metric}")
     return save_figure(fig, path)
 
 
 def grid(
-    record: Mapping[str, Any], split: str | None, metric: Metric
+    result: PlaneResult, split: str | None, metric: Metric
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     """Return ``(x (R,), y (R,), values (R, R), split)`` with ``values[i, j]`` at ``(x[i], y[j])``.
 
     Args:
-        record: a plane record.
-        split: the split; the record's first when None.
+        result: a plane result.
+        split: the split; the result's first when None.
         metric: ``"loss"`` or ``"accuracy"``.
 
     Returns:
         Coordinates, values (non-finite entries as ``nan``/``inf``) and the split drawn.
 
     Raises:
-        ConfigError: when the record lacks the split or the metric.
+        ConfigError: when the result lacks the split or the metric.
     """
-    table = record.get(metric)
+    table = getattr(result, metric, None) if metric in ("loss", "accuracy") else None
     if not table:
-        raise ConfigError(f"metric: got {metric!r}; the record has no {metric} values")
+        raise ConfigError(f"metric: got {metric!r}; the result has no {metric} values")
     split = next(iter(table)) if split is None else split
     if split not in table:
         raise ConfigError(f"split: got {split!r}; expected one of {sorted(table)}")
     values = np.array([floats(row) for row in table[split]], dtype=float)
-    return np.array(floats(record["x"])), np.array(floats(record["y"])), values, split
+    return np.array(floats(result.x)), np.array(floats(result.y)), values, split
 
 
 def _use_log(z: np.ndarray, metric: Metric, log_scale: bool | None) -> bool:
@@ -141,15 +146,15 @@ def _log10(z: np.ndarray) -> np.ndarray:
         return np.where(z > 0, np.log10(np.where(z > 0, z, 1.0)), -math.inf)
 
 
-def _overlay(ax: Any, record: Mapping[str, Any], split: str, metric: Metric) -> None:
-    path = record.get("trajectory")
+def _overlay(ax: Any, result: PlaneResult, split: str, metric: Metric) -> None:
+    path = result.trajectory
     if path:
         points = np.array([floats(p) for p in path] + [[0.0, 0.0]])
         ax.plot(points[:, 0], points[:, 1], "-o", color="w", markersize=3, linewidth=1.0)
-    for name, (mx, my) in record.get("markers", {}).items():
+    for name, (mx, my) in result.markers.items():
         label = Path(name).name if "/" in name else name  # a checkpoint path: its file name
         ax.plot([float(mx)], [float(my)], "o", color="red", markersize=6)
         ax.annotate(label, (float(mx), float(my)), textcoords="offset points", xytext=(4, 4))
-    best = record.get("min_location", {}).get(split) if metric == "loss" else None
+    best = result.min_location.get(split) if metric == "loss" else None
     if best is not None:
         ax.plot([float(best[0])], [float(best[1])], "*", color="orange", markersize=10)

@@ -1,49 +1,74 @@
-"""Render the plots of a probe record, chosen by the record's result kind."""
+"""Render the plots of a probe record, chosen by the class of its result."""
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-_PLOTS: dict[str, list[tuple[str, str, str]]] = {
-    # kind (result class name) -> [(file suffix, module, function(record, path) -> path)]
-    "InterpolationResult": [("interpolation", "lsuite.plots.curves", "plot_interpolation")],
-    "LineResult": [("line", "lsuite.plots.curves", "plot_line")],
-    "PlaneResult": [
-        ("contour", "lsuite.plots.landscape", "plot_contour"),
-        ("surface", "lsuite.plots.landscape", "plot_surface"),
-    ],
-    "HessianSpectrumResult": [("spectrum", "lsuite.plots.spectrum", "plot_spectrum")],
+from lsuite.plots.curves import plot_interpolation, plot_line
+from lsuite.plots.landscape import plot_contour, plot_surface
+from lsuite.plots.spectrum import plot_spectrum
+from lsuite.probes.base import ProbeResult
+from lsuite.probes.hessian_spectrum import HessianSpectrumResult
+from lsuite.probes.interpolation import InterpolationResult
+from lsuite.probes.line import LineResult
+from lsuite.probes.plane import PlaneResult
+from lsuite.results.records import ProbeRecord, read_record
+
+Plot = Callable[..., Path]
+"""``plot(result, path, *, meta=...) -> path``."""
+
+PLOTS: dict[type[ProbeResult], list[tuple[str, Plot]]] = {
+    InterpolationResult: [("interpolation", plot_interpolation)],
+    LineResult: [("line", plot_line)],
+    PlaneResult: [("contour", plot_contour), ("surface", plot_surface)],
+    HessianSpectrumResult: [("spectrum", plot_spectrum)],
 }
+"""Result class -> ``(file suffix, plot)``; a subclass of a listed class gets its plots."""
 
 
-def render(record: dict[str, Any], directory: Path) -> list[Path]:
+def render(record: ProbeRecord | Mapping[str, Any], directory: Path) -> list[Path]:
     """Draw the plots for ``record`` into ``directory``; records without plots give ``[]``.
 
     Files are named ``<probe>_step<step>_<suffix>.png`` (``<probe>_<suffix>.png`` without a
-    step); plane records get a contour per split and a surface of the first split. Every file is
-    written atomically, so re-rendering (``scripts/replot.py``) replaces plots in place.
+    step); plane results get a contour per split and a surface of the first split. Every file
+    is written atomically, so re-rendering (``scripts/replot.py``) replaces plots in place.
+    Failure records have no plots.
 
     Args:
-        record: one probe record (``record["kind"]`` is the result class name).
+        record: a `ProbeRecord`, or a raw record (one parsed JSON line, schema 1 or 2).
         directory: the run's ``plots/`` directory.
 
     Returns:
         The files written.
     """
-    plots = _PLOTS.get(str(record.get("kind", "")), [])
+    if not isinstance(record, ProbeRecord):
+        record = read_record(record)
+    result, meta = record.result, record.meta
+    plots = plots_for(result) if result is not None else []
     directory = Path(directory)
-    stem = str(record.get("probe", record.get("kind", "probe")))
-    if "step" in record:
-        stem += f"_step{int(record['step']):07d}"
+    stem = str(meta.get("probe", type(result).__name__))
+    if meta.get("step") is not None:
+        stem += f"_step{int(meta['step']):07d}"
     written: list[Path] = []
-    for suffix, module, function in plots:
-        plot = getattr(importlib.import_module(module), function)
-        if suffix == "contour":
-            for split in record.get("loss", {}):
+    for suffix, plot in plots:
+        if isinstance(result, PlaneResult) and suffix == "contour":
+            for split in result.loss:
                 path = directory / f"{stem}_{suffix}_{split}.png"
-                written.append(plot(record, path, split=split))
+                written.append(plot(result, path, meta=meta, split=split))
         else:
-            written.append(plot(record, directory / f"{stem}_{suffix}.png"))
+            written.append(plot(result, directory / f"{stem}_{suffix}.png", meta=meta))
     return written
+
+
+def plots_for(result: ProbeResult) -> list[tuple[str, Plot]]:
+    """Return the ``(file suffix, plot)`` pairs of ``result``'s class (or a base class of it).
+
+    Args:
+        result: a probe result.
+    """
+    for cls in type(result).__mro__:
+        if cls in PLOTS:
+            return PLOTS[cls]
+    return []

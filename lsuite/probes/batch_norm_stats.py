@@ -7,7 +7,6 @@ from contextlib import contextmanager
 
 import torch
 from torch import nn
-from torch.func import functional_call
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from lsuite.errors import ConfigError
@@ -56,8 +55,7 @@ class BatchNormRecompute:
         state = {**buffers, **params}
         with torch.no_grad(), _batch_norm_training(self.point.skeleton):
             for inputs, _ in self.batches:
-                args = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
-                functional_call(self.point.skeleton, state, args, strict=False)
+                self.point.outputs(inputs, state, {})
         if self.source.world_size > 1:
             count = torch.tensor(
                 float(len(self.batches)), dtype=torch.float64, device=self.point.device

@@ -17,6 +17,14 @@ BatchAdapter = Callable[[Any], Batch]
 """Maps one batch as the data loader yields it to ``(inputs, targets)``."""
 
 
+class PeerFailure(RuntimeError):
+    """Another rank's probe failed; this rank stops its own measurement at the next reduction."""
+
+
+STATUS_SIZE = 2
+"""Length of the status vector ``[failed, done]`` all-reduced before every reduction over data."""
+
+
 def default_batch_adapter(batch: Any) -> Batch:
     """Return ``(batch[0], batch[1])`` for a tuple or list batch, or ``(x, y)`` for a dict batch.
 
@@ -82,10 +90,22 @@ class DataSource:
         return len(self.batches)
 
     def sum(self, value: Tensor) -> Tensor:
-        """Return ``value`` summed over ranks (a collective: call it on every rank)."""
+        """Return ``value`` summed over ranks (a collective: call it on every rank).
+
+        Under several ranks a status ``[failed, done]`` is all-reduced first; a healthy rank sends
+        ``[0, 0]``. A rank whose probe failed, or that finished, sends the same 2-element status in
+        its closing loop (see `lsuite.session.sync`), so a non-zero total means a peer stopped and
+        this rank stops too, with the same sequence of collectives as its peers.
+
+        Raises:
+            PeerFailure: when another rank's probe failed or finished early.
+        """
         if self._reduce_sum is None:
             return value
         device = value.device
+        status = torch.zeros(STATUS_SIZE, dtype=torch.float64, device=device)
+        if bool(self._reduce_sum(status).any()):
+            raise PeerFailure(f"data ({self.name}): a probe failed on another rank")
         return self._reduce_sum(value.clone()).to(device)
 
     def weights(self) -> Iterator[tuple[Batch, float]]:

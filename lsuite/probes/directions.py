@@ -159,7 +159,7 @@ def loss_and_gradient(point: ModelPoint, source: DataSource, flat: Tensor) -> tu
     gradient = torch.zeros_like(flat)
     with torch.enable_grad():
         for (inputs, targets), weight in source.weights():
-            value = point.loss_fn(point.outputs(inputs, params, buffers), targets) * weight
+            value = point.criterion(point.outputs(inputs, params, buffers), targets) * weight
             (grad,) = torch.autograd.grad(value, leaves)
             gradient += grad
             loss += value.detach().double()

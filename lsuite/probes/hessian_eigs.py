@@ -164,7 +164,7 @@ class HessianEigenvalues(Probe):
         self.tol = tol
 
     def run(
-        self, point: ModelPoint, data: ProbeData, *, generator: torch.Generator, **anchors: Params
+        self, point: ModelPoint, data: ProbeData, *, generator: torch.Generator
     ) -> HessianEigenvaluesResult:
         """Compute the extreme eigenpairs on the primary split.
 
@@ -172,7 +172,6 @@ class HessianEigenvalues(Probe):
             point: the frozen model.
             data: probe batches by split; the first is used.
             generator: CPU generator for the Lanczos start vector.
-            **anchors: ignored.
 
         Returns:
             The eigenvalues, residuals and cost (and eigenvectors if requested).
@@ -180,7 +179,6 @@ class HessianEigenvalues(Probe):
         Raises:
             ConfigError: when ``k`` exceeds the number of parameters.
         """
-        del anchors
         source = next(iter(data.values()))
         operator = HessianOperator(point, source)
         require(self.k <= operator.size, "k", self.k, f"at most the {operator.size} parameters")

@@ -37,10 +37,11 @@ available to measure: on accelerators ``matmat`` batches by default (``batched=`
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import functools
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import torch
 from torch import Tensor
@@ -54,6 +55,28 @@ from lsuite.probes.point import ModelPoint
 Engine = Literal["reuse", "recompute", "forward_over_reverse"]
 
 _ENGINES = ("reuse", "recompute", "forward_over_reverse")
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _in_point_context(method: _F) -> _F:
+    """Run ``method`` inside the point's context: no autocast, the math SDPA kernel.
+
+    The forward alone is not enough: the gradient graph that Hessian-vector products
+    differentiate is recorded by the backward, which autocast would otherwise put in low
+    precision.
+
+    Returns:
+        The wrapped method.
+    """
+
+    @functools.wraps(method)
+    def wrapped(self: HessianOperator, *args: Any, **kwargs: Any) -> Any:
+        with self.point.context():
+            return method(self, *args, **kwargs)
+
+    return wrapped  # type: ignore[return-value]
 
 
 class HessianOperator:
@@ -132,6 +155,7 @@ class HessianOperator:
         self._graph: _Graph | None = None
         self._batched = batched if batched is not None else self.device.type != "cpu"
 
+    @_in_point_context
     def matvec(self, v: Tensor) -> Tensor:
         """Return ``H v``.
 
@@ -147,6 +171,7 @@ class HessianOperator:
         self.num_matvecs += 1
         return self.source.sum(local)
 
+    @_in_point_context
     def matmat(self, vectors: Tensor) -> Tensor:
         """Return ``V H`` for row vectors ``V`` (``H`` is symmetric: row ``i`` is ``H v_i``).
 
@@ -177,6 +202,7 @@ class HessianOperator:
         """Entries of each selected parameter tensor, in key order (they sum to ``P``)."""
         return list(self._sizes)
 
+    @_in_point_context
     def gradient(self) -> Tensor:
         """Return the gradient of the mean loss, shape ``(P,)``, identical on every rank."""
         if len(self.source) == 0:
@@ -189,6 +215,7 @@ class HessianOperator:
                 local = _gradient(self._mean_loss(self._unflatten_leaf(flat)), flat, False)
         return self.source.sum(local)
 
+    @_in_point_context
     def loss(self) -> float:
         """Return the mean probe loss over all batches of all ranks."""
         if len(self.source) == 0:
@@ -214,7 +241,7 @@ class HessianOperator:
 
     def _batch_loss(self, inputs: object, targets: Tensor, params: Params) -> Tensor:
         outputs = self.point.outputs(inputs, {**self._fixed, **params}, self._buffers)
-        return self.point.loss_fn(outputs, targets)
+        return self.point.criterion(outputs, targets)
 
     def _mean_loss(self, params: Params) -> Tensor:
         total = torch.zeros((), dtype=self.dtype, device=self.device)

@@ -8,7 +8,6 @@ from typing import Literal
 import torch
 
 from lsuite.errors import require
-from lsuite.functional.params import Params
 from lsuite.linalg.trace_estimators import hutchinson, hutchpp
 from lsuite.probes.base import Probe, ProbeData, ProbeResult
 from lsuite.probes.hessian_operator import HessianOperator
@@ -111,7 +110,7 @@ class HessianTrace(Probe):
         self.per_layer = per_layer
 
     def run(
-        self, point: ModelPoint, data: ProbeData, *, generator: torch.Generator, **anchors: Params
+        self, point: ModelPoint, data: ProbeData, *, generator: torch.Generator
     ) -> HessianTraceResult:
         """Estimate ``tr(H)`` on the primary split.
 
@@ -119,12 +118,10 @@ class HessianTrace(Probe):
             point: the frozen model.
             data: probe batches by split; the first is used.
             generator: CPU generator of the random vectors.
-            **anchors: ignored.
 
         Returns:
             The estimate.
         """
-        del anchors
         operator = HessianOperator(point, next(iter(data.values())))
         estimator = hutchpp if self.method == "hutchpp" else hutchinson
         estimate = estimator(

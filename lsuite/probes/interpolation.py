@@ -8,19 +8,21 @@ from typing import Any
 
 import torch
 
+from lsuite.anchors.specs import parse_spec
 from lsuite.errors import ConfigError, require
-from lsuite.functional.params import Params, flatten
-from lsuite.probes.base import ProbeData, ProbeResult
-from lsuite.probes.batch_norm_stats import BatchNormRecompute, batch_norm_statistics
-from lsuite.probes.grid_eval import BATCHINGS, Batching, SplitValues, evaluate_points
-from lsuite.probes.grid_points import SegmentPoints
-from lsuite.probes.point import ModelPoint, as_params
-from lsuite.probes.weight_anchors import (
-    WeightHistory,
-    WeightHistoryProbe,
-    check_anchors,
-    check_spec,
+from lsuite.evaluate import (
+    BATCHINGS,
+    AccuracyFn,
+    Batching,
+    SegmentPoints,
+    SplitValues,
+    evaluate_points,
+    resolve_accuracy_fn,
 )
+from lsuite.functional.params import Params, flatten
+from lsuite.probes.base import Probe, ProbeData, ProbeResult
+from lsuite.probes.batch_norm_stats import BatchNormRecompute, batch_norm_statistics
+from lsuite.probes.point import ModelPoint, as_params
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +38,9 @@ class InterpolationResult(ProbeResult):
     Attributes:
         alpha: ``(N,)`` positions.
         loss: split -> ``(N,)`` mean loss.
-        accuracy: split -> ``(N,)`` top-1 accuracy, or None when the targets are not classes.
+        accuracy: split -> ``(N,)`` accuracy: top-1 where the targets are class indices (see
+            `lsuite.probes.grid_eval.class_targets`, ``(B*T, V)`` outputs with ``(B, T)``
+            targets included), or the probe's ``accuracy_fn``; None otherwise.
         loss_barrier: split -> loss barrier (>= 0).
         loss_barrier_alpha: split -> ``alpha`` where the loss barrier is attained.
         error_barrier: split -> barrier of the error ``1 - accuracy`` (None without accuracy).
@@ -85,14 +89,15 @@ class InterpolationResult(ProbeResult):
         return out
 
 
-class Interpolation(WeightHistoryProbe):
+class Interpolation(Probe):
     """Evaluate the loss and accuracy along the line from a start point to the measured weights.
 
     Standalone: ``Interpolation(num_points=25).measure(model, batches, start=weights)``, with
     ``start`` (a module or state dict) at ``alpha = 0`` and ``model`` at ``alpha = 1``. In
     training (`ProbeCallback`), ``start`` names the weights: ``"init"`` (monotonic linear
     interpolation from initialisation), ``"epoch:N"``, ``"step:N"``, or a checkpoint / state-dict
-    path (e.g. another run's ``last.ckpt``); see `lsuite.probes.weight_anchors`. Every point is
+    path (e.g. another run's ``last.ckpt``) or a run directory; see `lsuite.anchors`. The spec is
+    resolved by the caller (`point_specs`) and passed to `run` as ``start``. Every point is
     evaluated on every split given (train and val when both are). Under DDP each rank evaluates
     every point on its share of the batches (see `lsuite.probes.grid_eval`).
 
@@ -100,11 +105,13 @@ class Interpolation(WeightHistoryProbe):
         num_points: grid points ``N >= 2``, evenly spaced over ``alpha_range``.
         alpha_range: ``(first, last)``; the grid must contain 0 and 1, e.g. ``(0, 1)`` or
             ``(-0.5, 1.5)`` with ``num_points`` 21 or 25.
-        start: weights at ``alpha = 0`` when no ``start=`` anchor is given.
+        start: the spec of the weights at ``alpha = 0`` (checked now: a missing file fails here).
         bn_recompute_batches: when > 0, recompute BatchNorm running statistics at every
             ``alpha`` on that many training probe batches per rank (as in mode-connectivity
             work); when 0, every point uses the end point's running statistics.
         batching: ``"auto"``, ``"vmap"`` or ``"loop"`` (see `lsuite.probes.grid_eval`).
+        accuracy_fn: ``accuracy_fn(outputs, targets)``, a batch's mean accuracy (a callable or
+            a dotted path), for outputs whose top-1 accuracy is undefined; None: top-1.
         name: probe name (default ``"interpolation"``).
 
     Raises:
@@ -118,6 +125,7 @@ class Interpolation(WeightHistoryProbe):
         start: str = "init",
         bn_recompute_batches: int = 0,
         batching: Batching = "auto",
+        accuracy_fn: AccuracyFn | str | None = None,
         name: str | None = None,
     ) -> None:
         super().__init__(name)
@@ -130,7 +138,7 @@ class Interpolation(WeightHistoryProbe):
         self.alphas = _grid(alpha_range, num_points)
         self.num_points = num_points
         self.alpha_range = (float(alpha_range[0]), float(alpha_range[1]))
-        self.start = check_spec(start, "start")
+        self.start = parse_spec(start, "start").text
         require(
             isinstance(bn_recompute_batches, int) and bn_recompute_batches >= 0,
             "bn_recompute_batches",
@@ -140,10 +148,19 @@ class Interpolation(WeightHistoryProbe):
         self.bn_recompute_batches = bn_recompute_batches
         require(batching in BATCHINGS, "batching", batching, f"one of {list(BATCHINGS)}")
         self.batching: Batching = batching
-        self.history = WeightHistory([self.start])
+        self.accuracy_fn = resolve_accuracy_fn(accuracy_fn)
+
+    def point_specs(self) -> dict[str, str | list[str]]:
+        """Return ``{"start": start}``: the weights at ``alpha = 0``."""
+        return {"start": self.start}
 
     def run(
-        self, point: ModelPoint, data: ProbeData, *, generator: torch.Generator, **anchors: Params
+        self,
+        point: ModelPoint,
+        data: ProbeData,
+        *,
+        generator: torch.Generator,
+        start: Params | None = None,
     ) -> InterpolationResult:
         """Evaluate the line from the start weights (``alpha = 0``) to ``point`` (``alpha = 1``).
 
@@ -151,22 +168,24 @@ class Interpolation(WeightHistoryProbe):
             point: the end point.
             data: probe batches by split; every split is evaluated.
             generator: unused (the probe draws nothing).
-            **anchors: ``start=`` weights, overriding the ``start`` spec.
+            start: the weights at ``alpha = 0`` (same keys as ``point.params``), resolved
+                from the ``start`` spec.
 
         Returns:
             The curves, barriers and monotonicity.
 
         Raises:
-            ConfigError: for an unknown anchor, start weights that are not available, or
-                ``bn_recompute_batches`` without training data or BatchNorm.
+            ConfigError: without ``start``, or ``bn_recompute_batches`` without training data
+                or BatchNorm.
         """
         del generator
-        check_anchors(anchors, {"start"}, self.name)
-        if "start" in anchors:
-            start, label = as_params(anchors["start"], point.params), "anchor"
-        else:
-            start = self.history.resolve(self.start, point.params, {}, "start")
-            label = self.start
+        if start is None:
+            raise ConfigError(
+                f"start: not given; {self.name} needs the weights of its start spec "
+                f"{self.start!r} passed as start= (see point_specs)"
+            )
+        start = as_params(start, point.params)
+        label = self.start
         buffers_fn = None
         if self.bn_recompute_batches > 0:
             if "train" not in data or point.bn_mode == "train":
@@ -181,7 +200,12 @@ class Interpolation(WeightHistoryProbe):
         start_flat = flatten(start)
         points = SegmentPoints(start_flat, end_flat, self.alphas)
         values, mode = evaluate_points(
-            point, data, points, batching=self.batching, buffers_fn=buffers_fn
+            point,
+            data,
+            points,
+            batching=self.batching,
+            buffers_fn=buffers_fn,
+            accuracy_fn=self.accuracy_fn,
         )
         return _result(
             self.alphas,

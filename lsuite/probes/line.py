@@ -9,9 +9,18 @@ from typing import Literal
 
 import torch
 
-from lsuite.errors import require
+from lsuite.errors import ConfigError, require
+from lsuite.evaluate import (
+    BATCHINGS,
+    AccuracyFn,
+    AffinePoints,
+    Batching,
+    evaluate_points,
+    grid_axis,
+    resolve_accuracy_fn,
+)
 from lsuite.functional.params import Params, flatten, norm, sub
-from lsuite.probes.base import ProbeData, ProbeResult
+from lsuite.probes.base import Probe, ProbeData, ProbeResult
 from lsuite.probes.batch_norm_stats import batch_norm_statistics
 from lsuite.probes.directions import (
     gradient_direction,
@@ -20,10 +29,7 @@ from lsuite.probes.directions import (
     random_direction,
     rescale,
 )
-from lsuite.probes.grid_eval import BATCHINGS, Batching, evaluate_points
-from lsuite.probes.grid_points import AffinePoints, grid_axis
-from lsuite.probes.point import ModelPoint
-from lsuite.probes.weight_anchors import WeightHistory, WeightHistoryProbe, check_anchors
+from lsuite.probes.point import ModelPoint, as_params
 
 LineDirection = Literal["random", "radial", "init", "gradient", "hessian"]
 LINE_DIRECTIONS = ("random", "radial", "init", "gradient", "hessian")
@@ -41,7 +47,8 @@ class LineResult(ProbeResult):
         t: ``(N,)`` coordinates, containing 0.
         directions: the direction names, in order.
         loss: direction -> split -> ``(N,)`` mean loss.
-        accuracy: direction -> split -> ``(N,)`` accuracy, or None when targets are not classes.
+        accuracy: direction -> split -> ``(N,)`` accuracy (top-1 where the targets are class
+            indices, see `lsuite.probes.grid_eval.class_targets`, or ``accuracy_fn``), else None.
         width_minus: direction -> split -> the ``|t|`` below 0 at which the loss first exceeds
             ``loss(0) + delta`` (linear interpolation between grid points; the grid point
             itself when the loss there is not finite), or None when it never does on the grid.
@@ -84,13 +91,13 @@ class LineResult(ProbeResult):
         return out
 
 
-class Line(WeightHistoryProbe):
+class Line(Probe):
     """Evaluate the loss along straight lines through the weights and measure their widths.
 
     Directions: ``random`` (Gaussian, filter-normalised, Li et al. 2018), ``radial`` (``w``
     itself: ``t = -1`` is the origin under ``scale="model"``), ``init`` (from the initial weights
-    through ``w``; needs the observed init or an ``init=`` anchor), ``gradient`` (the ascent
-    direction of the mean loss on the primary split) and ``hessian`` (the top Hessian
+    through ``w``; declared in `point_specs`, passed to `run` as ``init``), ``gradient`` (the
+    ascent direction of the mean loss on the primary split) and ``hessian`` (the top Hessian
     eigenvector on the primary split). Every split in ``data`` is evaluated. Under DDP each rank
     evaluates every point on its share of the batches (see `lsuite.probes.grid_eval`).
 
@@ -104,6 +111,8 @@ class Line(WeightHistoryProbe):
         keep_1d: keep biases and other 1-D parameters in the random direction (zeroed by
             default, as Li et al.'s ``biasbn``).
         batching: ``"auto"``, ``"vmap"`` or ``"loop"`` (see `lsuite.probes.grid_eval`).
+        accuracy_fn: ``accuracy_fn(outputs, targets)``, a batch's mean accuracy (a callable or
+            a dotted path), for outputs whose top-1 accuracy is undefined; None: top-1.
         name: probe name (default ``"line"``).
 
     Raises:
@@ -119,6 +128,7 @@ class Line(WeightHistoryProbe):
         delta: float = 0.1,
         keep_1d: bool = False,
         batching: Batching = "auto",
+        accuracy_fn: AccuracyFn | str | None = None,
         name: str | None = None,
     ) -> None:
         super().__init__(name)
@@ -148,10 +158,19 @@ class Line(WeightHistoryProbe):
         self.keep_1d = keep_1d
         require(batching in BATCHINGS, "batching", batching, f"one of {list(BATCHINGS)}")
         self.batching: Batching = batching
-        self.history = WeightHistory(["init"] if "init" in directions else [])
+        self.accuracy_fn = resolve_accuracy_fn(accuracy_fn)
+
+    def point_specs(self) -> dict[str, str | list[str]]:
+        """Return ``{"init": "init"}`` with the ``init`` direction, else nothing."""
+        return {"init": "init"} if "init" in self.directions else {}
 
     def run(
-        self, point: ModelPoint, data: ProbeData, *, generator: torch.Generator, **anchors: Params
+        self,
+        point: ModelPoint,
+        data: ProbeData,
+        *,
+        generator: torch.Generator,
+        init: Params | None = None,
     ) -> LineResult:
         """Evaluate every direction's line through ``point``.
 
@@ -159,12 +178,15 @@ class Line(WeightHistoryProbe):
             point: the weights at ``t = 0``.
             data: probe batches by split; the first split defines the gradient and Hessian.
             generator: CPU generator for the random direction and the Lanczos start.
-            **anchors: ``init=`` weights for the ``init`` direction.
+            init: the initial weights, for the ``init`` direction (same keys as
+                ``point.params``).
 
         Returns:
             The curves and widths.
+
+        Raises:
+            ConfigError: for the ``init`` direction without ``init``.
         """
-        check_anchors(anchors, {"init"} if "init" in self.directions else set(), self.name)
         source = next(iter(data.values()))
         params = point.params
         target = float(norm(params)) if self.scale == "model" else 1.0
@@ -178,8 +200,12 @@ class Line(WeightHistoryProbe):
                 raw[name] = radial_direction(params)
                 markers[name] = {"origin": -float(norm(params)) / target}
             elif name == "init":
-                init = self.history.resolve("init", params, anchors, "directions")
-                raw[name] = sub(params, init)
+                if init is None:
+                    raise ConfigError(
+                        "directions: 'init' needs the initial weights passed as init= "
+                        "(see point_specs)"
+                    )
+                raw[name] = sub(params, as_params(init, params))
                 markers[name] = {"init": -float(norm(raw[name])) / target}
             elif name == "gradient":
                 raw[name] = gradient_direction(point, source)
@@ -193,7 +219,9 @@ class Line(WeightHistoryProbe):
             coefficients[j * n : (j + 1) * n, j] = torch.tensor(self.t, dtype=torch.float64)
         stacked = torch.stack([flatten(scaled[k]) for k in self.directions])
         points = AffinePoints(flatten(params), stacked, coefficients)
-        values, mode = evaluate_points(point, data, points, batching=self.batching)
+        values, mode = evaluate_points(
+            point, data, points, batching=self.batching, accuracy_fn=self.accuracy_fn
+        )
         loss = {
             name: {s: v.loss[j * n : (j + 1) * n].tolist() for s, v in values.items()}
             for j, name in enumerate(self.directions)

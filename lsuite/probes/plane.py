@@ -9,9 +9,21 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from lsuite.anchors.history import Observation
+from lsuite.anchors.specs import parse_spec
 from lsuite.errors import ConfigError, require
+from lsuite.evaluate import (
+    BATCHINGS,
+    AccuracyFn,
+    AffinePoints,
+    Batching,
+    SplitValues,
+    evaluate_points,
+    grid_axis,
+    resolve_accuracy_fn,
+)
 from lsuite.functional.params import Params, flatten, norm, scale
-from lsuite.probes.base import ProbeData, ProbeResult
+from lsuite.probes.base import Probe, ProbeData, ProbeResult
 from lsuite.probes.batch_norm_stats import batch_norm_statistics
 from lsuite.probes.data_source import DataSource
 from lsuite.probes.directions import (
@@ -22,16 +34,7 @@ from lsuite.probes.directions import (
     rescale,
     trajectory_directions,
 )
-from lsuite.probes.grid_eval import BATCHINGS, Batching, SplitValues, evaluate_points
-from lsuite.probes.grid_points import AffinePoints, grid_axis
 from lsuite.probes.point import ModelPoint, as_params
-from lsuite.probes.weight_anchors import (
-    WeightHistory,
-    WeightHistoryProbe,
-    check_anchors,
-    check_spec,
-    is_observed,
-)
 
 PlaneDirections = Literal["random", "hessian", "trajectory", "points"]
 Normalization = Literal["filter", "model", "unit", "fit"]
@@ -58,7 +61,8 @@ class PlaneResult(ProbeResult):
         x: ``(R,)`` coordinates along ``d1``, containing 0.
         y: ``(R,)`` coordinates along ``d2``, containing 0.
         loss: split -> ``(R, R)`` mean loss.
-        accuracy: split -> ``(R, R)`` accuracy, or None when the targets are not classes.
+        accuracy: split -> ``(R, R)`` accuracy (top-1 where the targets are class indices, see
+            `lsuite.probes.grid_eval.class_targets`, or ``accuracy_fn``), else None.
         directions: ``random``, ``hessian``, ``trajectory`` or ``points``.
         normalization: ``filter`` (each filter of a direction has the norm of the weight
             filter, Li et al. 2018), ``model`` (``||d|| = ||w||``), ``unit`` (``||d|| = 1``) or
@@ -112,7 +116,7 @@ class PlaneResult(ProbeResult):
         return out
 
 
-class Plane(WeightHistoryProbe):
+class Plane(Probe):
     """Evaluate the loss on a square grid in a plane through weight space.
 
     Directions (``directions``):
@@ -126,6 +130,9 @@ class Plane(WeightHistoryProbe):
     - ``points``: the plane through three weight vectors (``points``: specs such as ``init``,
       ``middle``, ``current``, ``epoch:N`` or checkpoint paths, or anchors named like the
       specs), centred on their centroid; their coordinates are in the record.
+
+    The trajectory and the three points are declared in `point_specs` (``{"trajectory":
+    "trajectory"}``, ``{"points": [...]}``), resolved by the caller and passed to `run`.
 
     Every split in ``data`` is evaluated. Under DDP each rank evaluates every grid point on its
     share of the batches, which shares the work (see `lsuite.probes.grid_eval`).
@@ -143,6 +150,8 @@ class Plane(WeightHistoryProbe):
         hessian_which: ``"largest"`` (top two) or ``"extremes"`` (top and most negative).
         points: three weight specs for ``directions="points"``.
         batching: ``"auto"``, ``"vmap"`` or ``"loop"`` (see `lsuite.probes.grid_eval`).
+        accuracy_fn: ``accuracy_fn(outputs, targets)``, a batch's mean accuracy (a callable or
+            a dotted path), for outputs whose top-1 accuracy is undefined; None: top-1.
         name: probe name (default ``"plane"``).
 
     Raises:
@@ -160,6 +169,7 @@ class Plane(WeightHistoryProbe):
         hessian_which: HessianWhich = "largest",
         points: Sequence[str] = ("init", "middle", "current"),
         batching: Batching = "auto",
+        accuracy_fn: AccuracyFn | str | None = None,
         name: str | None = None,
     ) -> None:
         super().__init__(name)
@@ -188,19 +198,29 @@ class Plane(WeightHistoryProbe):
         self.hessian_which: HessianWhich = hessian_which
         specs = [points] if isinstance(points, str) else list(points)
         require(len(specs) == 3, "points", points, "three weight specs")
-        self.points = [check_spec(s, "points") for s in specs]
+        check = directions == "points"  # files of an unused default need not exist
+        self.points = [parse_spec(s, "points", check_files=check).text for s in specs]
         require(len(set(self.points)) == 3, "points", points, "three different specs")
         require(batching in BATCHINGS, "batching", batching, f"one of {list(BATCHINGS)}")
         self.batching: Batching = batching
-        if directions == "trajectory":
-            self.history = WeightHistory(keep_all=True)
-        elif directions == "points":
-            self.history = WeightHistory([s for s in self.points if is_observed(s)])
-        else:
-            self.history = WeightHistory()
+        self.accuracy_fn = resolve_accuracy_fn(accuracy_fn)
+
+    def point_specs(self) -> dict[str, str | list[str]]:
+        """Return the trajectory or the three points the plane needs (none for random/hessian)."""
+        if self.directions == "trajectory":
+            return {"trajectory": "trajectory"}
+        if self.directions == "points":
+            return {"points": list(self.points)}
+        return {}
 
     def run(
-        self, point: ModelPoint, data: ProbeData, *, generator: torch.Generator, **anchors: Params
+        self,
+        point: ModelPoint,
+        data: ProbeData,
+        *,
+        generator: torch.Generator,
+        points: Sequence[Params] | None = None,
+        trajectory: Sequence[Observation] | None = None,
     ) -> PlaneResult:
         """Evaluate the grid.
 
@@ -208,13 +228,21 @@ class Plane(WeightHistoryProbe):
             point: the measured weights (the centre, except for ``points``).
             data: probe batches by split; the first split defines the Hessian.
             generator: CPU generator for random directions and the Lanczos start.
-            **anchors: for ``points``, weights named like the specs (e.g. ``init=``).
+            points: for ``points``: the three weights of the ``points`` specs, in order.
+            trajectory: for ``trajectory``: the weights seen during training, in step order.
 
         Returns:
             The grid values, directions and marks.
+
+        Raises:
+            ConfigError: when the trajectory or the points the directions need are not given.
         """
-        allowed = set(self.points) if self.directions == "points" else set()
-        check_anchors(anchors, allowed, self.name)
+        needed = {"trajectory": trajectory, "points": points}.get(self.directions, ())
+        if needed is None:
+            raise ConfigError(
+                f"{self.directions}: not given; directions={self.directions!r} needs "
+                f"{self.directions}= (see point_specs)"
+            )
         params = point.params
         extra: dict[str, Any] = {}
         markers: dict[str, list[float]] = {}
@@ -239,7 +267,7 @@ class Plane(WeightHistoryProbe):
             extra["hessian_eigenvalues"] = values
             markers["center"] = [0.0, 0.0]
         elif self.directions == "trajectory":
-            seen = self.history.observations
+            seen = list(trajectory or [])
             # PCA on the CPU, where the observations are kept; the directions then move over
             center = {k: v.detach().cpu() for k, v in params.items()}
             found, explained, coords = trajectory_directions([o.params for o in seen], center)
@@ -250,12 +278,20 @@ class Plane(WeightHistoryProbe):
             extra["explained_variance"] = explained
             markers.update({"start": coords[0].tolist(), "center": [0.0, 0.0]})
         else:
-            weights = [self.history.resolve(s, params, anchors, "points") for s in self.points]
+            weights = [as_params(w, params) for w in points or []]
+            require(len(weights) == 3, "points", f"{len(weights)} points", "three weight dicts")
             origin, (first, second), coords = plane_through(weights)
             first, second, coords = self._fit(first, second, coords)
             markers.update({s: c for s, c in zip(self.points, coords.tolist(), strict=True)})
         values, mode = section_values(
-            point, data, origin, (first, second), self.axis, self.axis, batching=self.batching
+            point,
+            data,
+            origin,
+            (first, second),
+            self.axis,
+            self.axis,
+            batching=self.batching,
+            accuracy_fn=self.accuracy_fn,
         )
         return _result(
             self.axis,
@@ -299,6 +335,7 @@ def section_values(
     y: Sequence[float],
     *,
     batching: Batching = "auto",
+    accuracy_fn: AccuracyFn | None = None,
 ) -> tuple[dict[str, SplitValues], str]:
     """Return the loss and accuracy at ``origin + x[i] d1 + y[j] d2`` for every ``(i, j)``.
 
@@ -310,6 +347,7 @@ def section_values(
         x: ``(R1,)`` coordinates along ``d1``.
         y: ``(R2,)`` coordinates along ``d2``.
         batching: ``"auto"``, ``"vmap"`` or ``"loop"``.
+        accuracy_fn: a batch's mean accuracy; None for top-1 (see `evaluate_points`).
 
     Returns:
         ``({split: SplitValues}, mode)``; values are flat ``(R1 * R2,)``, index ``i * R2 + j``.
@@ -319,7 +357,7 @@ def section_values(
     )
     stacked = torch.stack([flatten(directions[0]), flatten(directions[1])])
     points = AffinePoints(flatten(origin), stacked, grid)
-    return evaluate_points(point, data, points, batching=batching)
+    return evaluate_points(point, data, points, batching=batching, accuracy_fn=accuracy_fn)
 
 
 def _primary(data: ProbeData) -> DataSource:

@@ -11,14 +11,17 @@ import torch
 from torch import Tensor
 
 from lsuite.errors import require
-from lsuite.functional.params import Params, flatten
+from lsuite.evaluate import (
+    BATCHINGS,
+    AffinePoints,
+    Batching,
+    evaluate_points,
+)
+from lsuite.functional.params import flatten
 from lsuite.probes.base import Probe, ProbeData, ProbeResult
 from lsuite.probes.data_source import DataSource
 from lsuite.probes.directions import loss_and_gradient
-from lsuite.probes.grid_eval import BATCHINGS, Batching, evaluate_points
-from lsuite.probes.grid_points import AffinePoints
 from lsuite.probes.point import ModelPoint
-from lsuite.probes.weight_anchors import check_anchors
 
 Kind = Literal["worst_case", "adaptive", "average"]
 KINDS = ("worst_case", "adaptive", "average")
@@ -141,7 +144,7 @@ class Sharpness(Probe):
         self.batching: Batching = batching
 
     def run(
-        self, point: ModelPoint, data: ProbeData, *, generator: torch.Generator, **anchors: Params
+        self, point: ModelPoint, data: ProbeData, *, generator: torch.Generator
     ) -> SharpnessResult:
         """Measure the sharpness of ``point`` on the primary split.
 
@@ -150,12 +153,10 @@ class Sharpness(Probe):
             data: probe batches by split; the first entry is used.
             generator: CPU generator for the noise draws (and for a start direction when the
                 gradient is exactly zero).
-            **anchors: none are accepted.
 
         Returns:
             The requested sharpness values.
         """
-        check_anchors(anchors, (), self.name)
         source = next(iter(data.values()))
         flat = flatten(point.params).detach()
         loss, gradient = loss_and_gradient(point, source, flat)

@@ -93,8 +93,8 @@ def plot_training(
         points = []
         for record in run.records.get(probe, []):
             value = measurements(record).get(field)
-            if value is not None and record.get("step") is not None:
-                points.append((record["step"], value))
+            if value is not None and record.step is not None:
+                points.append((record.step, value))
         if not points:
             continue
         points.sort()

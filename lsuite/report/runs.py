@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
-import importlib
 import math
-import pkgutil
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,15 +12,12 @@ from typing import Any
 import yaml
 
 from lsuite.config.job_status import STATUS_FILE, read_status
+from lsuite.errors import ConfigError
 from lsuite.results.jsonl import read_records
+from lsuite.results.records import ProbeRecord, read_record
 
 Value = float | int | str | bool | None
 """A hyperparameter value as written in an override (``0.1``, ``128``, ``"sgd"``)."""
-
-METADATA = ("probe", "kind", "step", "epoch", "when", "weights", "seconds", "world_size", "scalars")
-"""Fields of a probe record that the callback adds; every other field is a measurement."""
-
-_MAX_LIST = 8
 
 
 @dataclass
@@ -37,7 +31,9 @@ class Run:
             or ``unknown`` (no ``status.json``).
         error: the error that ended a failed or diverged job.
         metrics: final metrics (``test/acc``, ...), NaN for non-finite ones.
-        records: probe records by probe name, in file order.
+        records: probe records by probe name (the file's stem), in file order; failure records
+            (``result`` None, ``error`` set) included.
+        unreadable: one line per record that could not be read (unknown kind, newer schema).
     """
 
     directory: Path
@@ -45,7 +41,8 @@ class Run:
     status: str
     error: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
-    records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    records: dict[str, list[ProbeRecord]] = field(default_factory=dict)
+    unreadable: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -102,9 +99,18 @@ def read_run(directory: Path) -> Run:
     """Read one run directory (any of its files may be missing)."""
     status = read_status(directory) or {}
     job = status.get("job") or {}
-    records: dict[str, list[dict[str, Any]]] = {}
+    records: dict[str, list[ProbeRecord]] = {}
+    unreadable: list[str] = []
     for path in sorted((directory / "probes").glob("*.jsonl")):
-        records[path.stem] = read_records(path)
+        records[path.stem] = []
+        for number, raw in enumerate(read_records(path), start=1):
+            try:
+                record = read_record(raw)
+            except ConfigError as error:
+                unreadable.append(f"probes/{path.name}: record {number}: {error}")
+                continue
+            meta = {"probe": path.stem, **record.meta}
+            records[path.stem].append(dataclasses.replace(record, meta=meta))
     metrics = {k: _as_float(v) for k, v in (status.get("metrics") or {}).items()}
     return Run(
         directory=directory,
@@ -113,93 +119,56 @@ def read_run(directory: Path) -> Run:
         error=status.get("error"),
         metrics={k: v for k, v in metrics.items() if v is not None},
         records=records,
+        unreadable=unreadable,
     )
 
 
-def measurements(record: dict[str, Any]) -> dict[str, float]:
+def measurements(record: ProbeRecord) -> dict[str, float]:
     """Return the scalar measurements of one probe record, named as loggers got them.
 
-    The names are those of the result's ``scalars()`` (logged as ``probe/<name>/<field>``): from
-    the record's ``scalars`` entry when it has one, else by rebuilding the result from the
-    record (``record["kind"]`` names a result class in ``lsuite.probes``). A record of an
-    unknown kind gives its numbers as they are, short lists of numbers as ``<field>_<i>`` and
-    dicts of numbers as ``<field>/<key>``. Non-finite values (strings in the record) become NaN.
+    The names are those of the result's ``scalars()`` (logged as ``probe/<name>/<field>``);
+    non-finite values are NaN. A failure record has none.
 
     Args:
-        record: a line of ``probes/<name>.jsonl``.
+        record: a record of ``probes/<name>.jsonl``.
 
     Returns:
         ``field -> value``.
     """
     out: dict[str, float] = {}
-    scalars = record.get("scalars")
-    if not isinstance(scalars, dict):
-        scalars = _result_scalars(record)
-    if scalars is not None:
-        for key, value in scalars.items():
-            _put(out, key, value)
-        return out
-    for key, value in record.items():
-        if key in METADATA:
-            continue
-        if isinstance(value, list) and 0 < len(value) <= _MAX_LIST:
-            for i, item in enumerate(value):
-                _put(out, f"{key}_{i}", item)
-        elif isinstance(value, dict):
-            for name, item in value.items():
-                _put(out, f"{key}/{name}", item)
-        else:
+    if record.result is not None:
+        for key, value in record.result.scalars().items():
             _put(out, key, value)
     return out
 
 
-def final_record(records: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Return the record with the largest step (the ``fit_end`` one among equals), or None."""
-    if not records:
+def final_record(records: list[ProbeRecord]) -> ProbeRecord | None:
+    """Return the measured record with the largest step (``fit_end`` among equals), or None.
+
+    Records written during training come first; those ``lsuite-probe`` wrote later for saved
+    checkpoints count only when there are no others.
+    """
+    measured = [r for r in records if r.result is not None]
+    if not measured:
         return None
-    return max(records, key=lambda r: (r.get("step", -1), r.get("when") == "fit_end"))
+    return max(
+        measured,
+        key=lambda r: (
+            r.meta.get("source") != "lsuite-probe",
+            _step(r),
+            r.meta.get("when") == "fit_end",
+        ),
+    )
 
 
-def _result_scalars(record: dict[str, Any]) -> dict[str, float] | None:
-    """Rebuild the record's result object and return its ``scalars()``; None if impossible."""
-    result_class = _result_class(str(record.get("kind", "")))
-    if result_class is None:
-        return None
-    names = {f.name for f in dataclasses.fields(result_class)}
-    values = {k: _revive(v) for k, v in record.items() if k in names}
-    try:
-        return result_class(**values).scalars()
-    except (TypeError, ValueError, KeyError, AttributeError):
-        return None
+def failures(records: list[ProbeRecord]) -> list[ProbeRecord]:
+    """Return the failure records (the probe raised; ``error`` set, no result), in file order."""
+    return [r for r in records if r.result is None]
 
 
-@functools.cache
-def _result_class(kind: str) -> type | None:
-    """Return the `ProbeResult` subclass called ``kind`` in a module of ``lsuite.probes``."""
-    if not kind:
-        return None
-    import lsuite.probes
-    from lsuite.probes.base import ProbeResult
-
-    for module in pkgutil.iter_modules(lsuite.probes.__path__, "lsuite.probes."):
-        try:
-            found = getattr(importlib.import_module(module.name), kind, None)
-        except ImportError:
-            continue
-        if isinstance(found, type) and issubclass(found, ProbeResult):
-            return found
-    return None
-
-
-def _revive(value: Any) -> Any:
-    """Turn the ``"nan"``/``"inf"`` strings of a record back into floats, recursively."""
-    if isinstance(value, str) and value.lower() in ("nan", "inf", "-inf"):
-        return float(value)
-    if isinstance(value, list):
-        return [_revive(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _revive(v) for k, v in value.items()}
-    return value
+def _step(record: ProbeRecord) -> int:
+    step = record.step
+    return -1 if step is None else step
 
 
 def _put(out: dict[str, float], key: str, value: Any) -> None:

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lsuite.report.runs import Run, Value, final_record, measurements
+from lsuite.report.runs import Run, Value, failures, final_record, measurements
 from lsuite.results.jsonl import write_atomic
+from lsuite.results.records import ProbeRecord
 
 FINISHED = ("completed",)
 """Statuses whose last records are the end of training."""
@@ -33,15 +34,31 @@ def swept_keys(runs: Sequence[Run]) -> list[str]:
     return out
 
 
-MEASUREMENT_COLUMNS = ("probe", "step", "epoch", "when", "weights", "field", "value")
+MEASUREMENT_COLUMNS = (
+    "probe",
+    "step",
+    "epoch",
+    "when",
+    "weights",
+    "source",
+    "checkpoint",
+    "field",
+    "value",
+)
 """The columns of `measurement_rows` after the run's name, status and overridden keys."""
+
+_CONTEXT = MEASUREMENT_COLUMNS[1:-2]
+"""Provenance keys of a record's ``meta`` shown beside each measurement."""
 
 
 def measurement_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
     """Return one row per run, probe record and measured field (a tidy, long table).
 
     Columns: ``run``, ``status``, one per overridden key, ``probe``, ``step``, ``epoch``,
-    ``when``, ``weights``, ``field``, ``value``.
+    ``when``, ``weights``, ``source`` (``lsuite-train``, ``lsuite-probe``, ...),
+    ``checkpoint`` (the file ``lsuite-probe`` measured), ``field``, ``value``. A failed
+    measurement is one row with field ``failed`` and value 1 (as loggers get
+    ``probe/<name>/failed``).
     """
     keys = hyperparameter_keys(runs)
     rows = []
@@ -50,14 +67,9 @@ def measurement_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
         base.update({key: run.hyperparameters.get(key) for key in keys})
         for probe, records in run.records.items():
             for record in records:
-                context = {
-                    "probe": probe,
-                    "step": record.get("step"),
-                    "epoch": record.get("epoch"),
-                    "when": record.get("when"),
-                    "weights": record.get("weights"),
-                }
-                for name, value in measurements(record).items():
+                context = {"probe": probe, **{k: record.meta.get(k) for k in _CONTEXT}}
+                values = measurements(record) if record.result is not None else {"failed": 1.0}
+                for name, value in values.items():
                     rows.append({**base, **context, "field": name, "value": value})
     return rows
 
@@ -73,7 +85,11 @@ def final_values(run: Run) -> dict[str, float]:
 
 
 def run_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
-    """Return one row per run: name, job number, status, overridden keys, final values, error."""
+    """Return one row per run: name, job number, status, overridden keys, final values, error.
+
+    ``records`` counts the run's probe records; ``failed_measurements`` names the failed ones
+    (``<probe>@step<S>``).
+    """
     keys = hyperparameter_keys(runs)
     rows = []
     for run in runs:
@@ -81,6 +97,8 @@ def run_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
         row.update({key: run.hyperparameters.get(key) for key in keys})
         row.update(final_values(run))
         row["records"] = sum(len(r) for r in run.records.values())
+        failed = [failure_name(r) for records in run.records.values() for r in failures(records)]
+        row["failed_measurements"] = ", ".join(failed)
         row["error"] = run.error or ""
         rows.append(row)
     return rows
@@ -125,8 +143,18 @@ def shown_metrics(rows: Sequence[dict[str, Any]]) -> list[str]:
     return kept
 
 
+def failure_name(record: ProbeRecord) -> str:
+    """Return ``<probe>@step<S>`` (``<probe>`` without a step) naming a measurement."""
+    step = record.meta.get("step")
+    return record.probe if step is None else f"{record.probe}@step{step}"
+
+
 def notes(runs: Sequence[Run]) -> list[str]:
-    """Say which runs did not finish, and which have missing or fewer probe records than others.
+    """Say which runs did not finish, have missing or fewer records, or failed measurements.
+
+    Record counts compare the records written during training (``lsuite-probe`` records of
+    saved checkpoints are extra). Failed measurements are named with their error; records that
+    could not be read are listed.
 
     Returns:
         One line per finding, naming the run.
@@ -134,7 +162,7 @@ def notes(runs: Sequence[Run]) -> list[str]:
     most: dict[str, int] = {}
     for run in runs:
         for probe, records in run.records.items():
-            most[probe] = max(most.get(probe, 0), len(records))
+            most[probe] = max(most.get(probe, 0), len(_of_training(records)))
     lines = []
     for run in runs:
         if run.status == "unknown":
@@ -144,12 +172,23 @@ def notes(runs: Sequence[Run]) -> list[str]:
         elif run.status not in FINISHED:
             lines.append(f"{run.name}: {run.status}: {run.error or 'a final loss is not finite'}")
         for probe, count in most.items():
-            have = len(run.records.get(probe, []))
+            have = len(_of_training(run.records.get(probe, [])))
             if have == 0:
                 lines.append(f"{run.name}: no records of probe {probe}")
             elif have < count:
                 lines.append(f"{run.name}: partial: {have} of {count} records of probe {probe}")
+        for records in run.records.values():
+            for record in failures(records):
+                error = record.error or {}
+                what = f"{error.get('type', 'error')}: {error.get('message', '')}".rstrip(": ")
+                lines.append(f"{run.name}: failed measurement {failure_name(record)}: {what}")
+        lines.extend(f"{run.name}: unreadable {line}" for line in run.unreadable)
     return lines
+
+
+def _of_training(records: Sequence[ProbeRecord]) -> list[ProbeRecord]:
+    """Return the records written while training (not later by ``lsuite-probe``)."""
+    return [r for r in records if r.meta.get("source") != "lsuite-probe"]
 
 
 def columns(rows: Sequence[dict[str, Any]]) -> list[str]:

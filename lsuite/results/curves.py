@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from lsuite.probes.hessian_spectrum import HessianSpectrumResult
+from lsuite.probes.interpolation import InterpolationResult
+from lsuite.probes.line import LineResult
+from lsuite.results.records import ProbeRecord, read_record
 
 
 @dataclass(frozen=True)
@@ -28,46 +34,49 @@ class CurveTable:
     title: str
 
 
-def curve_table(record: dict[str, Any]) -> CurveTable | None:
+def curve_table(record: ProbeRecord | Mapping[str, Any]) -> CurveTable | None:
     """Return the curves of an interpolation, line or spectrum record as a table, else None.
 
     Args:
-        record: a probe record (``record["kind"]`` is the result class name, e.g.
-            ``"InterpolationResult"``).
+        record: a `ProbeRecord`, or a raw record (one parsed JSON line, schema 1 or 2).
 
     Returns:
-        The table, or None for records of other kinds.
+        The table, or None for other results and for failure records.
     """
-    build = {
-        "InterpolationResult": _interpolation,
-        "LineResult": _line,
-        "HessianSpectrumResult": _spectrum,
-    }.get(str(record.get("kind")))
-    if build is None:
-        return None
-    title = f"{record.get('probe', record['kind'])} at step {record.get('step', '?')}"
-    return build(record, title)
+    if not isinstance(record, ProbeRecord):
+        record = read_record(record)
+    result = record.result
+    title = (
+        f"{record.meta.get('probe', type(result).__name__)} at step {record.meta.get('step', '?')}"
+    )
+    if isinstance(result, InterpolationResult):
+        return _interpolation(result, title)
+    if isinstance(result, LineResult):
+        return _line(result, title)
+    if isinstance(result, HessianSpectrumResult):
+        return _spectrum(result, title)
+    return None
 
 
-def _interpolation(record: dict[str, Any], title: str) -> CurveTable:
+def _interpolation(result: InterpolationResult, title: str) -> CurveTable:
     """Loss and accuracy at each ``alpha`` (0: start, 1: the measured weights), per split."""
-    accuracy = record.get("accuracy") or {}
+    accuracy = result.accuracy or {}
     rows = []
-    for split, losses in record["loss"].items():
+    for split, losses in result.loss.items():
         accuracies = accuracy.get(split) or [None] * len(losses)
-        for alpha, loss, acc in zip(record["alpha"], losses, accuracies, strict=True):
+        for alpha, loss, acc in zip(result.alpha, losses, accuracies, strict=True):
             rows.append([_number(alpha), split, _number(loss), _number(acc)])
     return CurveTable(["alpha", "split", "loss", "accuracy"], rows, "alpha", "loss", "split", title)
 
 
-def _line(record: dict[str, Any], title: str) -> CurveTable:
+def _line(result: LineResult, title: str) -> CurveTable:
     """Loss and accuracy at each ``t`` along each direction, per split (series ``dir/split``)."""
-    accuracy = record.get("accuracy") or {}
+    accuracy = result.accuracy or {}
     rows = []
-    for direction in record["directions"]:
-        for split, losses in record["loss"][direction].items():
+    for direction in result.directions:
+        for split, losses in result.loss[direction].items():
             accuracies = (accuracy.get(direction) or {}).get(split) or [None] * len(losses)
-            for t, loss, acc in zip(record["t"], losses, accuracies, strict=True):
+            for t, loss, acc in zip(result.t, losses, accuracies, strict=True):
                 series = f"{direction}/{split}"
                 row = [_number(t), direction, split, series, _number(loss), _number(acc)]
                 rows.append(row)
@@ -75,16 +84,14 @@ def _line(record: dict[str, Any], title: str) -> CurveTable:
     return CurveTable(columns, rows, "t", "loss", "series", title)
 
 
-def _spectrum(record: dict[str, Any], title: str) -> CurveTable:
+def _spectrum(result: HessianSpectrumResult, title: str) -> CurveTable:
     """The broadened eigenvalue density on its grid."""
-    rows = [
-        [_number(x), _number(d)] for x, d in zip(record["grid"], record["density"], strict=True)
-    ]
+    rows = [[_number(x), _number(d)] for x, d in zip(result.grid, result.density, strict=True)]
     return CurveTable(["eigenvalue", "density"], rows, "eigenvalue", "density", None, title)
 
 
 def _number(value: Any) -> float | None:
-    """Return a finite float, or None (records write NaN and infinities as strings)."""
+    """Return a finite float, or None for None, NaN and infinities."""
     if value is None or isinstance(value, bool):
         return None
     try:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from lsuite.results.records import ProbeRecord, read_record
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +58,23 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
     return list(iter_records(path)) if path.exists() else []
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def read_probe_records(path: str | Path) -> list[ProbeRecord]:
+    """Return every complete record of a ``.jsonl`` file as a `ProbeRecord` (schema 1 or 2).
+
+    Args:
+        path: the ``.jsonl`` file; a missing file has no records.
+
+    Returns:
+        The records in file order, results rebuilt by class (`read_record`).
+    """
+    return [read_record(raw) for raw in read_records(path)]
 
 
 def write_atomic(path: str | Path, data: bytes | str) -> Path:
     """Write a whole file under a temporary name in the same directory, then move it into place.
+
+    The file gets the mode a plain ``open`` gives (``0o666`` less the umask, so 0644 under the
+    usual umask 022), not the 0600 of ``tempfile.mkstemp``.
 
     Args:
         path: destination; parent directories are created.
@@ -74,13 +85,14 @@ def write_atomic(path: str | Path, data: bytes | str) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    # The kernel applies the umask to 0o666, as for open(path, "w").
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path

@@ -12,7 +12,16 @@ from probe_fixtures import LossProbe, TinyData, tiny_module
 from lsuite.callbacks.probe_callback import ProbeCallback
 from lsuite.callbacks.training_state import preserved_training_state
 from lsuite.errors import ConfigError
-from lsuite.results.jsonl import read_records
+from lsuite.results import jsonl
+
+
+def read_records(path):
+    """Return the records of ``path`` flattened to ``{**meta, **result}`` for short asserts."""
+    out = []
+    for raw in jsonl.read_records(path):
+        assert raw["schema"] == 2 and raw.get("error") is None, raw
+        out.append({**raw["meta"], **raw["result"]})
+    return out
 
 
 def make_trainer(tmp_path, callbacks, max_epochs=3, **kwargs):
@@ -159,6 +168,9 @@ def fit_ddp_config_error():
     class FakeTrainer:
         world_size = 2
         default_root_dir = "."
+        loggers = ()
+        max_epochs = 2
+        max_steps = -1
 
     callback.setup(FakeTrainer(), None, "fit")
 

@@ -76,6 +76,8 @@ def test_ddp_cpu_two_ranks_one_run_directory(tmp_path):
     )
     assert len(list((run_dir / "checkpoints").glob("*.ckpt"))) == 2
     assert result.stdout.count("lsuite: run finished in") == 1
+    # lsuite's own per-rank values are logged with sync_dist, so Lightning has no advice.
+    assert "sync_dist=True" not in result.stdout + result.stderr
 
 
 BAD_INPUTS = [
@@ -90,6 +92,15 @@ BAD_INPUTS = [
     ),
     (["trainer=ddp"], r"trainer\.devices: got 2 with trainer\.accelerator=gpu; found 0 CUDA GPU"),
     (["-m", "optim.lr=0.1,-1"], r"optim\.lr: got -1; expected a number > 0"),
+    # Hydra's "Ambiguous value" exited 1 with its own message.
+    (["optim.lr=0.1,0.2"], r"optim\.lr: got 0\.1,0\.2, a sweep .* in a single run; add -m"),
+    # A key of a probe that is not selected listed an empty "expected one of".
+    (
+        ["probes.hessian_trace.every_n_epochs=5"],
+        r"probe 'hessian_trace' is not selected .*'probes=\[hessian_trace\]'",
+    ),
+    # One name for the eigenvalue probe: the old one is not an option.
+    (["probes=hessian_eigs"], r"probes: got 'hessian_eigs'; expected one of .*hessian_eigenvalues"),
 ]
 
 

@@ -157,6 +157,7 @@ def test_every_yaml_is_covered():
     known_groups = {
         "data",
         "model",
+        "module",
         "optim",
         "scheduler",
         "trainer",

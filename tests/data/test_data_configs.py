@@ -13,7 +13,7 @@ NAMES = ["cifar10", "cifar100", "digits", "fashion_mnist", "mnist", "mnist1d"]
 
 
 def load(name):
-    """Load a data config as the main config composes it: ``seed`` follows the top-level seed."""
+    """Load a data config as the main config composes it (with a top-level ``seed``)."""
     root = OmegaConf.create({"seed": 0, "data": OmegaConf.load(CONF / f"{name}.yaml")})
     return root.data
 

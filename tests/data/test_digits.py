@@ -27,7 +27,7 @@ def test_split_sizes():
 
 def test_seed_fixes_test_and_val_splits():
     def split(seed):
-        module = DigitsDataModule(seed=seed, normalize=False)
+        module = DigitsDataModule(split_seed=seed, normalize=False)
         module.setup("test")
         return module.val_dataset.tensors[0], module.test_dataset.tensors[0]
 

@@ -51,7 +51,7 @@ def splits(module):
 
 @pytest.mark.parametrize("cls", [Toy, ToyWithoutTest])
 def test_same_seed_same_splits_other_seed_different(cls):
-    first, same, other = (splits(cls(val_fraction=0.2, seed=s)) for s in (3, 3, 4))
+    first, same, other = (splits(cls(val_fraction=0.2, split_seed=s)) for s in (3, 3, 4))
     for a, b in zip(first, same, strict=True):
         assert torch.equal(a.tensors[0], b.tensors[0]) and torch.equal(a.tensors[1], b.tensors[1])
     assert not torch.equal(first[1].tensors[0], other[1].tensors[0])
@@ -139,7 +139,7 @@ BAD_ARGUMENTS = [
     ("val_fraction", 1.0, "a number in [0, 1)"),
     ("val_fraction", -0.1, "a number in [0, 1)"),
     ("val_fraction", "0.1", "a number in [0, 1)"),
-    ("seed", -1, "an int >= 0"),
+    ("split_seed", -1, "an int >= 0"),
     ("normalize", 1, "true or false"),
     ("eval_batch_size", 0, "an int >= 1"),
     ("pin_memory", None, "true or false"),

@@ -208,8 +208,8 @@ def test_function_rejects_bad_which(mlp):
 def test_yaml_instantiates_the_probe():
     from hydra.utils import instantiate
 
-    cfg = OmegaConf.load(CONF / "hessian_eigs.yaml")
-    assert list(cfg) == ["hessian_eigs"]
-    probe = instantiate(cfg.hessian_eigs.probe)
+    cfg = OmegaConf.load(CONF / "hessian_eigenvalues.yaml")
+    assert list(cfg) == ["hessian_eigenvalues"]
+    probe = instantiate(cfg.hessian_eigenvalues.probe)
     assert isinstance(probe, HessianEigenvalues)
-    assert probe.name == "hessian_eigs"
+    assert probe.name == "hessian_eigenvalues"

@@ -52,9 +52,10 @@ def test_ritz_values_bracket_the_spectrum_and_density_integrates_to_one(mlp):
     grid, density = torch.tensor(result.grid), torch.tensor(result.density)
     assert len(grid) == 512 and torch.all(grid[1:] > grid[:-1])
     assert float(torch.trapezoid(density, grid)) == pytest.approx(1.0, abs=0.02)
+    below = -0.01 * (result.max_ritz_value - result.min_ritz_value)
     negative = (
         sum(
-            sum(w for n, w in zip(nodes, weights, strict=True) if n < 0)
+            sum(w for n, w in zip(nodes, weights, strict=True) if n < below)
             for nodes, weights in zip(result.nodes, result.weights, strict=True)
         )
         / 3
@@ -138,3 +139,30 @@ def test_yaml_instantiates_the_probe():
     probe = instantiate(cfg.hessian_spectrum.probe)
     assert isinstance(probe, HessianSpectrum)
     assert probe.lanczos_steps == 80
+
+
+def test_negative_mass_ignores_the_near_zero_bulk(make_quadratic):
+    g = torch.Generator().manual_seed(3)
+    bulk = (torch.rand(60, generator=g, dtype=torch.float64) - 0.5) * 2e-4  # |lambda| < 1e-4
+    case = make_quadratic([10.0, 5.0, *bulk.tolist()])
+    probe = HessianSpectrum(num_runs=8, lanczos_steps=62)
+    result = probe.measure(case.model, case.batches, loss_fn=case.loss_fn)
+    assert result.negative_mass == 0.0 and result.negative_tol == 0.01
+    below_zero = sum(
+        sum(w for n, w in zip(nodes, weights, strict=True) if n < 0)
+        for nodes, weights in zip(result.nodes, result.weights, strict=True)
+    ) / len(result.nodes)
+    assert below_zero > 0.2  # what counting every node below 0 used to report
+    strict = HessianSpectrum(num_runs=8, lanczos_steps=62, negative_tol=0.0)
+    assert strict.measure(case.model, case.batches, loss_fn=case.loss_fn).negative_mass > 0.2
+
+
+def test_negative_mass_counts_real_negative_eigenvalues(make_quadratic):
+    case = make_quadratic([10.0, 5.0] + [-3.0] * 10 + [0.0] * 40)
+    result = HessianSpectrum(num_runs=30, lanczos_steps=10).measure(
+        case.model, case.batches, loss_fn=case.loss_fn
+    )
+    # each run's mass on -3 is |P v|^2 / |v|^2 for a Rademacher v: 10/52 on average
+    assert result.negative_mass == pytest.approx(10 / 52, abs=0.05)
+    with pytest.raises(ConfigError, match=r"negative_tol: got 1\.5"):
+        HessianSpectrum(negative_tol=1.5)

@@ -21,8 +21,11 @@ from landscape_cases import (
 from omegaconf import OmegaConf
 from torch.optim.swa_utils import update_bn
 
+from lsuite.anchors import WeightHistory, resolve_points
 from lsuite.errors import ConfigError
+from lsuite.probes.data_source import DataSource
 from lsuite.probes.interpolation import Interpolation, barrier, max_rise
+from lsuite.probes.point import snapshot
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "probes" / "interpolation.yaml"
 
@@ -87,22 +90,31 @@ def test_barrier_and_rise_helpers():
     assert max_rise(alpha, [9, 3, 2, 1, 1, 0, 9]) == 0.0
 
 
+def measure_with(probe, model, batches, history=None):
+    """Measure as a caller does: resolve the probe's point specs, then run it."""
+    point = snapshot(model, torch.nn.functional.cross_entropy)
+    data = {"train": DataSource(batches, name="train")}
+    points = resolve_points(probe.point_specs(), point.params, history=history)
+    return probe.run(point, data, generator=torch.Generator().manual_seed(0), **points)
+
+
 def test_init_and_epoch_starts_come_from_observed_weights():
     end = mlp(1)
     batches = batches_for(end)
     init, middle = named(mlp(0)), named(mlp(2))
     for start, expected in (("init", init), ("epoch:1", middle), ("step:12", middle)):
         probe = Interpolation(num_points=5, start=start)
-        probe.observe(init, step=0, epoch=0)
-        probe.observe(named(mlp(3)), step=6, epoch=0)
-        probe.observe(middle, step=12, epoch=1)
-        restored = Interpolation(num_points=5, start=start)
-        restored.load_state_dict(copy.deepcopy(probe.state_dict()))
-        result = restored.measure(end, batches)
+        history = WeightHistory(probe.point_specs().values())
+        history.observe(init, step=0, epoch=0)
+        history.observe(named(mlp(3)), step=6, epoch=0)
+        history.observe(middle, step=12, epoch=1)
+        restored = WeightHistory(probe.point_specs().values())
+        restored.load_state_dict(copy.deepcopy(history.state_dict()))
+        result = measure_with(probe, end, batches, restored)
         reference = Interpolation(num_points=5).measure(end, batches, start=expected)
         assert result.loss == reference.loss
-        assert result.start == start
-    kept = Interpolation(num_points=5, start="init")
+        assert result.start == start and reference.start == "anchor"
+    kept = WeightHistory(Interpolation(num_points=5, start="init").point_specs().values())
     for step, epoch in ((0, 0), (6, 0), (12, 1)):
         kept.observe(init, step=step, epoch=epoch)
     assert [o["step"] for o in kept.state_dict()["observations"]] == [0]
@@ -110,14 +122,21 @@ def test_init_and_epoch_starts_come_from_observed_weights():
 
 def test_missing_start_weights_raise_a_clear_error():
     end = mlp(1)
-    with pytest.raises(ConfigError, match="start: 'init' has not been observed"):
+    with pytest.raises(ConfigError, match="start: 'init' names weights seen during training"):
         Interpolation(num_points=5).measure(end, batches_for(end))
     probe = Interpolation(num_points=5, start="epoch:3")
-    probe.observe(named(mlp(0)), step=0, epoch=0)
+    history = WeightHistory(["epoch:3"])
+    history.observe(named(mlp(0)), step=0, epoch=0)
     with pytest.raises(ConfigError, match=r"'epoch:3' has not been observed \(kept"):
-        probe.measure(end, batches_for(end))
-    with pytest.raises(ConfigError, match=r"got anchors \['strat'\]"):
+        measure_with(probe, end, batches_for(end), history)
+    with pytest.raises(ConfigError, match=r"got points \['strat'\]; expected some of \['start'\]"):
         Interpolation(num_points=5).measure(end, batches_for(end), strat=mlp(0))
+    point = snapshot(end, torch.nn.functional.cross_entropy)
+    data = {"train": DataSource(batches_for(end), name="train")}
+    with pytest.raises(ConfigError, match=r"got points \['strat'\]"):
+        probe.run(point, data, generator=torch.Generator(), strat=named(end))
+    with pytest.raises(ConfigError, match="start: not given"):
+        probe.run(point, data, generator=torch.Generator())
 
 
 @pytest.mark.parametrize("layout", ["lightning", "plain", "plain_unprefixed"])
@@ -147,8 +166,13 @@ def test_a_checkpoint_that_does_not_fit_is_a_config_error(tmp_path):
     torch.save({"encoder.weight": torch.zeros(2)}, tmp_path / "keys.pt")
     with pytest.raises(ConfigError, match="the keys do not fit the model"):
         Interpolation(num_points=5, start=str(tmp_path / "keys.pt")).measure(end, batches)
-    with pytest.raises(ConfigError, match="existing checkpoint"):
-        Interpolation(num_points=5, start=str(tmp_path / "missing.ckpt")).measure(end, batches)
+    with pytest.raises(ConfigError, match=r"start: got .*missing.ckpt'; no such file"):
+        Interpolation(num_points=5, start=str(tmp_path / "missing.ckpt"))
+    (tmp_path / "corrupt.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigError, match="start: cannot read"):
+        Interpolation(num_points=5, start=str(tmp_path / "corrupt.ckpt"))
+    with pytest.raises(ConfigError, match="start: got 'foo'; no such file"):
+        Interpolation(num_points=5, start="foo")
 
 
 def test_batch_norm_statistics_are_recomputed_at_every_alpha():

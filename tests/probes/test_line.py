@@ -21,6 +21,7 @@ from landscape_cases import (
 )
 from omegaconf import OmegaConf
 
+from lsuite.anchors import WeightHistory, resolve_points
 from lsuite.errors import ConfigError
 from lsuite.functional.params import norm
 from lsuite.probes.data_source import DataSource
@@ -101,13 +102,19 @@ def test_init_direction_uses_the_observed_initial_weights():
     model, init = mlp(1), mlp(0)
     batches = batches_for(model)
     probe = Line(directions=["init"], num_points=5)
-    with pytest.raises(ConfigError, match="'init' has not been observed"):
+    assert probe.point_specs() == {"init": "init"}
+    with pytest.raises(ConfigError, match="init: 'init' names weights seen during training"):
         probe.measure(model, batches)
-    probe.observe(named(init), step=0, epoch=0)
-    observed = probe.measure(model, batches)
+    history = WeightHistory(probe.point_specs().values())
+    history.observe(named(init), step=0, epoch=0)
+    point = snapshot(model, torch.nn.functional.cross_entropy)
+    points = resolve_points(probe.point_specs(), point.params, history=history)
+    data = {"train": DataSource(batches, name="train")}
+    observed = probe.run(point, data, generator=torch.Generator().manual_seed(0), **points)
     anchored = Line(directions=["init"], num_points=5).measure(model, batches, init=init)
     assert observed.loss == anchored.loss
-    with pytest.raises(ConfigError, match="got anchors"):
+    assert Line(directions=["radial"]).point_specs() == {}
+    with pytest.raises(ConfigError, match="got points"):
         Line(directions=["radial"], num_points=5).measure(model, batches, init=init)
 
 

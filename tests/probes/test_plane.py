@@ -21,6 +21,7 @@ from landscape_cases import (
 )
 from omegaconf import OmegaConf
 
+from lsuite.anchors import WeightHistory, resolve_points
 from lsuite.errors import ConfigError
 from lsuite.functional.params import flatten
 from lsuite.probes.data_source import DataSource
@@ -151,11 +152,12 @@ def test_trajectory_plane_projects_the_observed_weights():
         {k: v + torch.randn(v.shape, generator=g) * 0.3 * (4 - i) for k, v in final.items()}
         for i in range(4)
     ]
+    history = WeightHistory(probe.point_specs().values())
     for i, w in enumerate(path):
-        probe.observe(w, step=10 * i, epoch=max(i - 1, 0))
-    restored = Plane(directions="trajectory", num_points=5)
-    restored.load_state_dict(copy.deepcopy(probe.state_dict()))
-    result = restored.measure(model, batches)
+        history.observe(w, step=10 * i, epoch=max(i - 1, 0))
+    restored = WeightHistory(probe.point_specs().values())
+    restored.load_state_dict(copy.deepcopy(history.state_dict()))
+    result = probe.measure(model, batches, trajectory=restored.observations)
     assert result.trajectory_steps == [0, 10, 20, 30]
     assert sum(result.explained_variance) <= 1.0 + 1e-9
     extent = max(abs(c) for p in result.trajectory for c in p)
@@ -176,11 +178,13 @@ def test_trajectory_plane_projects_the_observed_weights():
 def test_points_plane_passes_through_the_three_weight_vectors():
     model, a, b = mlp(0), mlp(1), mlp(2)
     batches = batches_for(model)
-    probe = Plane(directions="points", points=("a", "b", "current"), num_points=5, span=(-1.0, 1.0))
-    result = probe.measure(model, batches, a=a, b=b)
+    probe = Plane(
+        directions="points", points=("init", "step:5", "current"), num_points=5, span=(-1.0, 1.0)
+    )
+    result = probe.measure(model, batches, points=[a, b, model])
     origin, (u, v), coords = plane_through([named(a), named(b), named(model)])
     factor = float(coords.abs().max()) / FIT_FRACTION
-    for name, c in zip(("a", "b", "current"), coords.tolist(), strict=True):
+    for name, c in zip(("init", "step:5", "current"), coords.tolist(), strict=True):
         assert result.markers[name] == pytest.approx([c[0] / factor, c[1] / factor])
     assert max(abs(c) for m in result.markers.values() for c in m) == pytest.approx(FIT_FRACTION)
     d1 = {k: t * factor for k, t in u.items()}
@@ -191,9 +195,11 @@ def test_points_plane_passes_through_the_three_weight_vectors():
         losses, abs=1e-6, rel=1e-6
     )
     observed = Plane(directions="points", num_points=5)  # init, middle, current
+    history = WeightHistory(observed.point_specs()["points"])
     for step, w in ((0, a), (5, b), (10, mlp(4)), (15, mlp(5))):
-        observed.observe(named(w), step=step, epoch=step // 5)
-    marks = observed.measure(model, batches).markers
+        history.observe(named(w), step=step, epoch=step // 5)
+    points = resolve_points(observed.point_specs(), named(model), history=history)
+    marks = observed.measure(model, batches, **points).markers
     expected = plane_through([named(a), named(mlp(4)), named(model)])[2]
     ratio = float(expected.abs().max()) / FIT_FRACTION
     assert marks["middle"] == pytest.approx((expected[1] / ratio).tolist(), abs=1e-6)
@@ -246,9 +252,16 @@ def test_invalid_arguments_are_config_errors(kwargs, message):
 def test_trajectory_needs_enough_observations():
     model = mlp()
     probe = Plane(directions="trajectory", num_points=3)
-    probe.observe(named(mlp(1)), step=0, epoch=0)
+    history = WeightHistory(["trajectory"])
+    history.observe(named(mlp(1)), step=0, epoch=0)
     with pytest.raises(ConfigError, match="'trajectory' needs at least three"):
-        probe.measure(model, batches_for(model))
+        probe.measure(model, batches_for(model), trajectory=history.observations)
+    with pytest.raises(ConfigError, match="trajectory: not given"):
+        probe.run(
+            snapshot(model, torch.nn.functional.cross_entropy),
+            {"train": DataSource(batches_for(model), name="train")},
+            generator=torch.Generator(),
+        )
 
 
 def test_config_file_builds_the_probe():

@@ -1,0 +1,165 @@
+"""Weight matching: coordinate descent over permutation groups with linear assignment.
+
+Ainsworth, Hayase, Srinivasa (2023), "Git Re-Basin: Merging Models modulo Permutation Symmetries".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+from torch import Tensor
+
+from lsuite.align.apply import apply_permutation, identity_perms, permute_axis
+from lsuite.align.apply import invert as _invert
+from lsuite.align.spec import AxisRef, PermutationSpec, check_spec
+from lsuite.errors import require
+
+
+@dataclass(frozen=True)
+class WeightMatchingResult:
+    """Permutations that align ``state_b`` to ``state_a`` and the objective after each sweep.
+
+    Args:
+        perms: group name -> ``(C,)`` int64 permutation, to apply to ``b`` with
+            `apply_permutation`.
+        objective: ``sum_k <a_k, permuted b_k>`` over every tensor the spec names: entry 0 before
+            any update, then one entry after each sweep over the groups (non-decreasing).
+        iterations: sweeps run (the last one changed nothing unless ``max_iter`` was reached).
+    """
+
+    perms: dict[str, Tensor]
+    objective: list[float]
+    iterations: int
+
+
+def channel_matrix(tensor: Tensor, ref: AxisRef, channels: int) -> Tensor:
+    """Return ``tensor`` as a ``(C, -1)`` matrix with the group's channels as rows.
+
+    Args:
+        tensor: the parameter or buffer.
+        ref: the axis the group acts on.
+        channels: the group's size ``C``.
+
+    Returns:
+        ``(C, numel // C)`` view-or-copy of ``tensor``.
+    """
+    axis = ref.axis
+    shape = tensor.shape
+    outer = shape[axis] // (channels * ref.inner)
+    blocks = tensor.reshape(*shape[:axis], outer, channels, ref.inner, *shape[axis + 1 :])
+    return blocks.movedim(axis + 1, 0).reshape(channels, -1)
+
+
+def solve_assignment(scores: Tensor, chunk: int) -> Tensor:
+    """Return the permutation maximising ``sum_i scores[i, perm[i]]`` within diagonal chunks.
+
+    Args:
+        scores: ``(C, C)`` similarity of unit ``i`` of ``a`` to unit ``j`` of ``b``.
+        chunk: the permutation maps each block of ``chunk`` consecutive indices onto itself.
+
+    Returns:
+        ``(C,)`` int64 permutation.
+    """
+    matrix = scores.detach().to(torch.float64).cpu().numpy()
+    size = matrix.shape[0]
+    perm = np.empty(size, dtype=np.int64)
+    for start in range(0, size, chunk):
+        block = matrix[start : start + chunk, start : start + chunk]
+        _, cols = linear_sum_assignment(block, maximize=True)
+        perm[start : start + chunk] = cols + start
+    return torch.from_numpy(perm)
+
+
+def _tolerance(dtype: torch.dtype) -> float:
+    # A gain below this is rounding noise; treating it as an improvement can cycle forever.
+    return 1e-12 if dtype == torch.float64 else 1e-6
+
+
+def weight_matching(
+    spec: PermutationSpec,
+    state_a: Mapping[str, Tensor],
+    state_b: Mapping[str, Tensor],
+    max_iter: int = 100,
+    seed: int = 0,
+    init_perms: Mapping[str, Tensor] | None = None,
+) -> WeightMatchingResult:
+    """Find permutations of ``b`` maximising its inner product with ``a`` (coordinate descent).
+
+    Each sweep visits the groups in a random order drawn from ``torch.Generator(seed)``; a group's
+    permutation is the linear assignment (``scipy.optimize.linear_sum_assignment``, maximise) of
+    ``sum_k A_k B_k^T`` over the tensors it acts on, with every other group held at its current
+    permutation. Sweeps stop when one changes nothing, or after ``max_iter``. Every tensor the spec
+    names counts, parameters and buffers (BatchNorm running statistics) alike.
+
+    Args:
+        spec: the permutation spec (e.g. from `permutation_spec`).
+        state_a: the reference state dict.
+        state_b: the state dict to permute (same keys and shapes).
+        max_iter: most sweeps, >= 1.
+        seed: seed of the visiting order.
+        init_perms: starting permutations (identity by default).
+
+    Returns:
+        The permutations and the objective per sweep.
+
+    Raises:
+        ConfigError: if ``max_iter`` is not a positive int or the spec does not fit the states.
+    """
+    require(isinstance(max_iter, int) and max_iter >= 1, "max_iter", max_iter, "an int >= 1")
+    check_spec(spec, state_a)
+    check_spec(spec, state_b)
+    names = list(spec.groups)
+    perms = {k: v.clone() for k, v in (init_perms or identity_perms(spec)).items()}
+    acting: dict[str, set[str]] = {}
+    for name, group in spec.groups.items():
+        for ref in group.axes:
+            acting.setdefault(ref.name, set()).add(name)
+    version = dict.fromkeys(names, 0)
+    # (group, axis index) -> (versions of the other groups on that tensor, scores, own perm then)
+    cache: dict[tuple[str, int], tuple[tuple[int, ...], Tensor, Tensor]] = {}
+    with torch.no_grad():
+        current = apply_permutation(spec, perms, state_b)
+        rows = {
+            name: [channel_matrix(state_a[ref.name], ref, group.size) for ref in group.axes]
+            for name, group in spec.groups.items()
+        }
+        generator = torch.Generator().manual_seed(seed)
+        keys = sorted(acting)
+        inner = {k: torch.sum(state_a[k] * current[k]).item() for k in keys}
+        objective = [sum(inner.values())]
+        iterations = 0
+        for _ in range(max_iter):
+            iterations += 1
+            changed = False
+            for index in torch.randperm(len(names), generator=generator).tolist():
+                name = names[index]
+                group = spec.groups[name]
+                scores = torch.zeros(())
+                for k, ref in enumerate(group.axes):
+                    key = tuple(version[h] for h in sorted(acting[ref.name] - {name}))
+                    hit = cache.get((name, k))
+                    if hit is not None and hit[0] == key:
+                        part = hit[1][:, _invert(hit[2])[perms[name]]]
+                    else:
+                        part = rows[name][k] @ channel_matrix(current[ref.name], ref, group.size).T
+                        cache[(name, k)] = (key, part, perms[name])
+                    scores = scores + part
+                step = solve_assignment(scores, group.chunk)
+                gain = scores[torch.arange(group.size), step].sum() - scores.diagonal().sum()
+                if gain <= _tolerance(scores.dtype) * scores.diagonal().abs().sum():
+                    continue
+                changed = True
+                version[name] += 1
+                perms[name] = perms[name][step]
+                for ref in group.axes:
+                    current[ref.name] = permute_axis(current[ref.name], ref.axis, step, ref.inner)
+                for k in {ref.name for ref in group.axes}:
+                    inner[k] = torch.sum(state_a[k] * current[k]).item()
+            objective.append(sum(inner[k] for k in keys))
+            if not changed:
+                break
+    return WeightMatchingResult(perms=perms, objective=objective, iterations=iterations)

@@ -1,0 +1,1 @@
+"""Matrices of a measurement over every pair of checkpoints (barriers of linear interpolation)."""

@@ -1,0 +1,155 @@
+"""The training hinges end to end through lsuite-train: resume after SIGKILL, init_from children."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+HELPERS = Path(__file__).resolve().parents[1] / "helpers"
+# Default callbacks (checkpoints, progress bar, ...), test=true; 6 steps per epoch on digits.
+TINY = [
+    "trainer.max_epochs=2",
+    "deterministic=true",
+    "logger=[csv]",
+    "data.batch_size=256",
+    "model.width=16",
+    "trainer.enable_model_summary=false",
+]
+PROBE = [
+    "probes=[hessian_trace]",
+    "probes.hessian_trace.probe.num_matvecs=4",
+    "probes.hessian_trace.probe.block_size=4",
+    "probes.hessian_trace.num_batches=1",
+    "probes.hessian_trace.every_n_train_steps=4",
+]
+
+
+def run_cli(args, cwd, timeout=300):
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(HELPERS)}
+    env.pop("MASTER_PORT", None)
+    env.pop("LSUITE_RESUME", None)
+    return subprocess.run(
+        [sys.executable, "-m", "lsuite.train", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def weights(path):
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return state.get("state_dict", state), state.get("global_step")
+
+
+def records(run_dir):
+    lines = (run_dir / "probes" / "hessian_trace.jsonl").read_text().splitlines()
+    out = []
+    for raw in map(json.loads, lines):
+        meta = raw.get("meta", raw)
+        out.append((meta["step"], meta["when"], raw.get("scalars", {}).get("trace")))
+    return out
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_auto_equals_an_uninterrupted_run(tmp_path):
+    kill = ["+callbacks.kill._target_=kill_at_step.KillAtStep"]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    done = run_cli([*TINY, *PROBE, *kill, f"hydra.run.dir={whole}"], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    # Killed in the second epoch: the first epoch's checkpoint and records are on disk.
+    killed = run_cli(
+        [*TINY, *PROBE, *kill, "+callbacks.kill.step=9", f"hydra.run.dir={cut}"], tmp_path
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert weights(cut / "checkpoints" / "last.ckpt")[1] == 6
+    assert [r[0] for r in records(cut)] == [4, 6, 8]
+    resumed = run_cli([*TINY, *PROBE, *kill, "resume=auto", f"hydra.run.dir={cut}"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resume=auto: continuing from" in resumed.stdout + resumed.stderr
+    assert "test/acc" in resumed.stdout + resumed.stderr  # test=true ran after the resumed fit
+    want, step = weights(whole / "checkpoints" / "last.ckpt")
+    got, resumed_step = weights(cut / "checkpoints" / "last.ckpt")
+    assert step == resumed_step == 12
+    for key in want:
+        assert torch.equal(want[key], got[key]), key
+    # Every record once, in order, with the uninterrupted run's values.
+    assert records(cut) == records(whole)
+    assert [r[0] for r in records(whole)] == [4, 6, 8, 12]
+
+
+@pytest.mark.slow
+def test_children_of_one_parent_differ_in_data_order_only(tmp_path):
+    parent = tmp_path / "parent"
+    done = run_cli([*TINY, "trainer.max_epochs=1", f"hydra.run.dir={parent}"], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    start = parent / "checkpoints" / "last.ckpt"
+    dumps = {}
+    for name, seeds in (("a", ["data_seed=1"]), ("b", ["data_seed=2", "seed=5"])):
+        dumps[name] = tmp_path / f"dump_{name}"
+        child = [
+            *TINY,
+            "trainer.max_epochs=1",
+            f"init_from={start}",
+            *seeds,
+            "+callbacks.dump._target_=start_dump.StartDump",
+            f"+callbacks.dump.directory={dumps[name]}",
+            f"hydra.run.dir={tmp_path / name}",
+        ]
+        result = run_cli(child, tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        config = (tmp_path / name / "config.yaml").read_text()
+        assert f"init_from: {start}" in config
+    parent_weights, _ = weights(start)
+    a, b = (torch.load(dumps[n] / "start.pt", weights_only=True) for n in "ab")
+    for key in parent_weights:  # both start from the parent's weights and buffers
+        assert torch.equal(a[key], parent_weights[key]) and torch.equal(b[key], parent_weights[key])
+    for split in ("train", "val"):  # the same samples (split_seed), seed=5 notwithstanding
+        xa, ya = torch.load(dumps["a"] / f"{split}.pt", weights_only=True)
+        xb, yb = torch.load(dumps["b"] / f"{split}.pt", weights_only=True)
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    first_a, first_b = (torch.load(dumps[n] / "first_batch.pt", weights_only=True) for n in "ab")
+    assert not torch.equal(first_a[0], first_b[0])  # in another order
+    # Each child continues from step 0 with a fresh optimizer.
+    assert weights(tmp_path / "a" / "checkpoints" / "last.ckpt")[1] == 6
+
+
+@pytest.mark.slow
+def test_resume_path_continues_in_the_run_directory_it_names(tmp_path):
+    run = tmp_path / "run"
+    first = run_cli([*TINY, "trainer.max_epochs=1", f"hydra.run.dir={run}"], tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    more = run_cli([*TINY, f"resume={run / 'checkpoints' / 'last.ckpt'}"], tmp_path)
+    assert more.returncode == 0, more.stderr[-3000:]
+    assert weights(run / "checkpoints" / "last.ckpt")[1] == 12  # epoch 2 of 2, same directory
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["trainer"]["max_epochs"] == 2 and config["resume"].endswith("last.ckpt")
+    assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "pattern"),
+    [
+        (
+            ["init_from=/nonexistent/w.pt"],
+            "init_from: got '/nonexistent/w.pt'; expected a checkpoint",
+        ),
+        (["resume=/nonexistent/run"], "resume: got '/nonexistent/run'; expected auto, null"),
+        (["data_seed=-3"], r"data_seed: got -3; expected an int in \[0, 2\*\*32\)"),
+    ],
+)
+def test_bad_hinge_values_stop_with_one_line(args, pattern, tmp_path):
+    result = run_cli([*args, "trainer.max_epochs=1", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    assert result.returncode == 2, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if "lsuite-train: error:" in line]
+    assert len(errors) == 1, result.stderr[-3000:]
+    assert re.search(pattern, errors[0]), errors[0]
+    assert not (tmp_path / "run" / "checkpoints").exists()
