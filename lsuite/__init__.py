@@ -18,7 +18,7 @@ _EXPORTS = {
     "Probe": "lsuite.probes.base",
     "ProbeResult": "lsuite.probes.base",
     "HessianOperator": "lsuite.probes.hessian_operator",
-    "hessian_eigenpairs": "lsuite.probes.hessian_eigs",
+    "hessian_eigenpairs": "lsuite.linalg.operator_eigenpairs",
     "HessianTrace": "lsuite.probes.hessian_trace",
     "HessianEigenvalues": "lsuite.probes.hessian_eigs",
     "HessianSpectrum": "lsuite.probes.hessian_spectrum",

@@ -6,11 +6,11 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from lsuite.config.probe_progress import checkpoint_progress
 from lsuite.errors import ConfigError
 
 log = logging.getLogger("lsuite")
@@ -58,7 +58,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="output directory for --weights (default: .)")
     parser.add_argument("--pairs", action="store_true", help="interpolate every pair of points")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
-    ns = parser.parse_args(list(argv))
+    ns = parser.parse_intermixed_args(list(argv))
     positional = list(ns.args)
     ckpt = list(ns.ckpt or [])
     positional += [c for c in ckpt if "=" in c]  # overrides after --ckpt's values
@@ -163,7 +163,7 @@ def _measure_checkpoints(job: Any, checkpoints: Sequence[Any], *, sync: Any, pro
 
     failures = 0
     total = len(checkpoints) * len(job.callbacks)
-    with _progress(progress and sync.is_zero, total) as advance:
+    with checkpoint_progress(progress and sync.is_zero, total) as advance:
         for checkpoint in checkpoints:
             with loaded(job, checkpoint):
                 for index, callback in enumerate(job.callbacks):
@@ -258,7 +258,7 @@ def _weights(ns: argparse.Namespace) -> int:
     sync, device = start_processes(job.cfg)
     job.module.to(device)
     failures = 0
-    with _progress(ns.progress and sync.is_zero, len(job.callbacks)) as advance:
+    with checkpoint_progress(ns.progress and sync.is_zero, len(job.callbacks)) as advance:
         for index, callback in enumerate(job.callbacks):
             advance(f"{ns.weights.name}: {callback.probe.name}")
             meta = {
@@ -274,36 +274,6 @@ def _weights(ns: argparse.Namespace) -> int:
             f"({failures} failed)"
         )
     return 1 if failures else 0
-
-
-@contextmanager
-def _progress(enabled: bool, total: int) -> Iterator[Any]:
-    """Yield ``advance(description)``: a rich bar over checkpoints x probes (None: finish)."""
-    if not enabled or not sys.stderr.isatty():
-        yield lambda description: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=False,
-    ) as bar:
-        task = bar.add_task("lsuite-probe", total=total)
-        started = [False]
-
-        def advance(description: str | None) -> None:
-            if started[0]:
-                bar.advance(task)
-            started[0] = description is not None
-            if description is not None:
-                bar.update(task, description=description)
-
-        yield advance
 
 
 if __name__ == "__main__":

@@ -160,6 +160,7 @@ register_resolvers()  # at import, so jobs unpickled by the joblib and submitit 
 
 @hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> float | None:
+    quiet_known_noise()  # again: launchers may run jobs in fresh worker processes
     route_lightning_logs()  # Hydra has configured logging by now
     name_sweep(cfg)
     name_run(cfg)

@@ -10,7 +10,7 @@ import torch
 import torch.fx as fx
 from torch import Tensor, nn
 
-from lsuite.align.tracing import trace
+from lsuite.align.tracer import trace
 from lsuite.errors import ConfigError
 
 

@@ -17,7 +17,7 @@ def is_run_dir(path: Path) -> bool:
 
 
 def sweep_runs(path: Path) -> list[Path]:
-    """Return the run directories of a sweep: subdirectories (any depth) with a ``config.yaml``.
+    """Return the run directories of a sweep: the outermost subdirectories with a ``config.yaml``.
 
     Args:
         path: the sweep directory.
@@ -27,6 +27,8 @@ def sweep_runs(path: Path) -> list[Path]:
     """
     found = {p.parent for p in path.rglob("config.yaml") if p.parent != path}
     found = {p for p in found if p.name != ".hydra"}
+    # a run's own subdirectories (wandb's files/config.yaml) are not runs
+    found = {p for p in found if not any(a in found for a in p.parents)}
     return sorted(found, key=lambda p: [_natural(part) for part in p.relative_to(path).parts])
 
 

@@ -33,7 +33,8 @@ def plot_pair_heatmaps(
     side = 1.2 + 0.6 * size
     fig, axes = plt.subplots(1, count, figsize=(side * count + 1.0, side), squeeze=False)
     for ax, (title, matrix) in zip(axes[0], matrices.items(), strict=False):
-        image = ax.imshow(matrix, cmap="viridis", vmin=0.0)
+        top = max((max(row) for row in matrix), default=0.0)
+        image = ax.imshow(matrix, cmap="viridis", vmin=0.0, vmax=max(top, 1e-9))
         ax.set_title(title)
         ax.set_xticks(range(size), labels, rotation=45, ha="right", fontsize=8)
         ax.set_yticks(range(size), labels, fontsize=8)

@@ -189,7 +189,7 @@ def hessian_directions(
     Returns:
         ``(directions, eigenvalues)``: unit directions with the keys of ``point.params``.
     """
-    from lsuite.probes.hessian_eigs import hessian_eigenpairs
+    from lsuite.linalg.operator_eigenpairs import hessian_eigenpairs
     from lsuite.probes.hessian_operator import HessianOperator
 
     operator = HessianOperator(point, source)

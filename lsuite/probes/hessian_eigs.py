@@ -3,69 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from torch import Tensor
 
 from lsuite.errors import require
 from lsuite.functional.params import Params
-from lsuite.linalg.eigenpairs import Eigenpairs, ExtremeEigenpairs, extreme_eigenpairs
-from lsuite.linalg.operator import SymmetricOperator
+from lsuite.linalg.eigenpairs import Eigenpairs
+from lsuite.linalg.operator_eigenpairs import (
+    WHICH,
+    Which,
+    check_eigen_arguments,
+    solve_extreme,
+)
 from lsuite.probes.base import Probe, ProbeData, ProbeResult, to_jsonable
 from lsuite.probes.hessian_operator import HessianOperator
 from lsuite.probes.point import ModelPoint
-
-log = logging.getLogger(__name__)
-
-End = Literal["largest", "smallest"]
-Which = Literal["largest", "smallest", "both"]
-
-_WHICH = ("largest", "smallest", "both")
-
-
-def default_max_iter(k: int) -> int:
-    """Return the default Lanczos step limit for ``k`` eigenpairs per requested end."""
-    return max(100, 10 * k)
-
-
-def hessian_eigenpairs(
-    operator: SymmetricOperator,
-    k: int,
-    *,
-    generator: torch.Generator,
-    which: End = "largest",
-    max_iter: int | None = None,
-    tol: float = 1e-6,
-) -> tuple[Tensor, Tensor]:
-    """Return ``k`` extreme eigenpairs of a symmetric operator by Lanczos.
-
-    Lanczos (full reorthogonalisation) runs from a Gaussian start vector drawn from
-    ``generator`` until every requested pair has ``||H v - lambda v|| <= tol * ||H||`` or
-    ``max_iter`` products were used (a warning is logged then).
-
-    Args:
-        operator: e.g. a `HessianOperator`.
-        k: number of eigenpairs, ``1 <= k <= P``.
-        generator: CPU generator for the start vector.
-        which: ``"largest"`` (algebraically largest) or ``"smallest"`` (most negative).
-        max_iter: most Lanczos steps; ``max(100, 10 k)`` when None (capped at ``P``).
-        tol: residual tolerance relative to the spectral norm.
-
-    Returns:
-        ``(values, vectors)``: ``(k,)`` float64 eigenvalues, descending for ``"largest"`` and
-        ascending (most negative first) for ``"smallest"``; ``(k, P)`` unit eigenvectors as rows
-        (sign arbitrary), in the operator's dtype.
-
-    Raises:
-        ConfigError: for ``k``, ``which``, ``max_iter`` or ``tol`` out of range.
-    """
-    _check(k, max_iter, tol, operator.size)
-    require(which in ("largest", "smallest"), "which", which, "one of ['largest', 'smallest']")
-    found = _solve(operator, k, which, max_iter, tol, generator)
-    pairs = found.largest if which == "largest" else found.smallest
-    return pairs.values, pairs.vectors
+from lsuite.probes.progress import progress_total
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,8 +103,8 @@ class HessianEigenvalues(Probe):
         name: str | None = None,
     ) -> None:
         super().__init__(name)
-        _check(k, max_iter, tol, None)
-        require(which in _WHICH, "which", which, f"one of {list(_WHICH)}")
+        check_eigen_arguments(k, max_iter, tol, None)
+        require(which in WHICH, "which", which, f"one of {list(WHICH)}")
         require(
             isinstance(return_eigenvectors, bool),
             "return_eigenvectors",
@@ -182,7 +136,9 @@ class HessianEigenvalues(Probe):
         source = next(iter(data.values()))
         operator = HessianOperator(point, source)
         require(self.k <= operator.size, "k", self.k, f"at most the {operator.size} parameters")
-        found = _solve(
+        ends = 2 if self.which == "both" else 1
+        progress_total(ends * (self.max_iter or max(100, 10 * self.k)), "matvecs (at most)")
+        found = solve_extreme(
             operator, self.k, self.which, self.max_iter, self.tol, generator, source.rank == 0
         )
         largest = found.largest if self.which != "smallest" else None
@@ -206,51 +162,3 @@ class HessianEigenvalues(Probe):
 
     def __repr__(self) -> str:
         return f"HessianEigenvalues(k={self.k}, which={self.which!r}, name={self.name!r})"
-
-
-def _solve(
-    operator: SymmetricOperator,
-    k: int,
-    which: Which,
-    max_iter: int | None,
-    tol: float,
-    generator: torch.Generator,
-    warn: bool = True,
-) -> ExtremeEigenpairs:
-    start = torch.randn(operator.size, generator=generator, dtype=operator.dtype)
-    found = extreme_eigenpairs(
-        operator.matvec,
-        start.to(operator.device),
-        num_largest=k if which != "smallest" else 0,
-        num_smallest=k if which != "largest" else 0,
-        max_steps=max_iter if max_iter is not None else default_max_iter(k),
-        tol=tol,
-        generator=generator,
-    )
-    if warn and not found.converged:
-        log.warning(
-            "Hessian eigenpairs did not reach tol=%g in %d Lanczos steps; raise max_iter",
-            tol,
-            found.num_matvecs,
-        )
-    return found
-
-
-def _check(k: int, max_iter: int | None, tol: float, size: int | None) -> None:
-    int_k = isinstance(k, int) and not isinstance(k, bool)
-    require(int_k and k >= 1, "k", k, "an int >= 1")
-    if size is not None:
-        require(k <= size, "k", k, f"at most the {size} parameters")
-    require(
-        max_iter is None
-        or (isinstance(max_iter, int) and not isinstance(max_iter, bool) and max_iter >= k),
-        "max_iter",
-        max_iter,
-        f"an int >= k ({k}) or null",
-    )
-    require(
-        isinstance(tol, (int, float)) and not isinstance(tol, bool) and tol > 0,
-        "tol",
-        tol,
-        "a float > 0",
-    )

@@ -51,6 +51,7 @@ from lsuite.errors import require
 from lsuite.functional.params import Params, clone, flatten, numel, unflatten
 from lsuite.probes.data_source import DataSource
 from lsuite.probes.point import ModelPoint
+from lsuite.probes.progress import progress_advance
 
 Engine = Literal["reuse", "recompute", "forward_over_reverse"]
 
@@ -169,6 +170,7 @@ class HessianOperator:
             return self.matmat(v.unsqueeze(0)).squeeze(0)
         local = self._reused_graph().hvp(v.to(device=self.device, dtype=self.dtype))
         self.num_matvecs += 1
+        progress_advance(1)
         return self.source.sum(local)
 
     @_in_point_context
@@ -191,6 +193,7 @@ class HessianOperator:
         else:
             local = self._matmat_functional(vectors)
         self.num_matvecs += vectors.shape[0]
+        progress_advance(vectors.shape[0])
         return self.source.sum(local)
 
     def to_params(self, vector: Tensor) -> Params:

@@ -11,6 +11,7 @@ from lsuite.linalg.quadrature import gaussian_density, stochastic_lanczos_quadra
 from lsuite.probes.base import Probe, ProbeData, ProbeResult
 from lsuite.probes.hessian_operator import HessianOperator
 from lsuite.probes.point import ModelPoint
+from lsuite.probes.progress import progress_total
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +127,7 @@ class HessianSpectrum(Probe):
             Quadrature rules, the density on a grid and summary values.
         """
         operator = HessianOperator(point, next(iter(data.values())))
+        progress_total(self.num_runs * self.lanczos_steps, "matvecs")
         rules, used = stochastic_lanczos_quadrature(
             operator.matvec,
             operator.size,

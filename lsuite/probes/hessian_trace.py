@@ -12,6 +12,7 @@ from lsuite.linalg.trace_estimators import hutchinson, hutchpp
 from lsuite.probes.base import Probe, ProbeData, ProbeResult
 from lsuite.probes.hessian_operator import HessianOperator
 from lsuite.probes.point import ModelPoint
+from lsuite.probes.progress import progress_total
 
 Method = Literal["hutchpp", "hutchinson"]
 
@@ -123,6 +124,7 @@ class HessianTrace(Probe):
             The estimate.
         """
         operator = HessianOperator(point, next(iter(data.values())))
+        progress_total(self.num_matvecs, "matvecs")
         estimator = hutchpp if self.method == "hutchpp" else hutchinson
         estimate = estimator(
             operator.matmat,

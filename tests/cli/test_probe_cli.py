@@ -249,6 +249,14 @@ def test_sweep_measures_every_run_and_records_a_broken_one(trained, tmp_path):
         ]
         assert len(probed) == 1
     assert "1" in out.stdout and "error" in out.stdout
+    report = subprocess.run(
+        [sys.executable, "-m", "lsuite.report.cli", str(sweep)],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert report.returncode == 0, report.stderr[-3000:]
 
 
 @pytest.mark.ddp

@@ -1,5 +1,7 @@
 """lsuite-probe's pieces in process: overrides on a run's config, checkpoints, weights files."""
 
+import sys
+
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -59,6 +61,9 @@ def test_sweep_runs_skips_hydra_dirs_and_sorts_numerically(tmp_path):
         (tmp_path / name / ".hydra").mkdir(parents=True)
         (tmp_path / name / "config.yaml").write_text("a: 1\n")
         (tmp_path / name / ".hydra" / "config.yaml").write_text("a: 1\n")
+    wandb = tmp_path / "2" / "wandb" / "offline-run-x" / "files"
+    wandb.mkdir(parents=True)
+    (wandb / "config.yaml").write_text("a: 1\n")
     assert [p.name for p in sweep_runs(tmp_path)] == ["2", "10", "1_x"]
 
 
@@ -87,9 +92,27 @@ def test_parse_moves_overrides_after_ckpt_and_checks_combinations(capsys):
     ns = parse(["runs/a", "--ckpt", "a.ckpt", "b.ckpt", "probes=[x]"])
     assert ns.ckpt == ["a.ckpt", "b.ckpt"] and ns.overrides == ["probes=[x]"]
     assert str(ns.target) == "runs/a"
+    ns = parse(["sweep", "--pairs", "probes=[x]", "--no-progress", "a.b=1"])
+    assert ns.pairs and not ns.progress and ns.overrides == ["probes=[x]", "a.b=1"]
+    assert str(ns.target) == "sweep" and ns.ckpt is None
     for argv in ([], ["--weights", "f.pt", "runs/a"], ["a", "b"], ["runs/a", "--bogus"]):
         with pytest.raises(SystemExit) as info:
             parse(argv)
         assert info.value.code == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("lsuite-probe: error: ")
+
+
+def test_checkpoint_progress_counts_steps_on_a_terminal(monkeypatch, capsys):
+    from lsuite.config.probe_progress import checkpoint_progress
+
+    with checkpoint_progress(True, 2) as advance:  # captured stderr is no terminal: silent
+        advance("a")
+        advance(None)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    with checkpoint_progress(True, 2) as advance:
+        advance("last.ckpt: hessian_trace")
+        advance("last.ckpt: interpolation")
+        advance(None)
+    assert "2/2" in capsys.readouterr().err

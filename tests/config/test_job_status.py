@@ -90,3 +90,24 @@ def test_all_losses_finite():
     assert all_losses_finite({"train/loss": 1.0, "val/acc": float("nan")})
     assert not all_losses_finite({"train/objective": float("inf")})
     assert not all_losses_finite({"test/loss": float("nan")})
+
+
+@pytest.mark.parametrize("mode", [RunMode.RUN, RunMode.MULTIRUN])
+def test_ctrl_c_is_recorded_as_interrupted_and_ends_the_program(job, tmp_path, capsys, mode):
+    """A sweep stops too: Ctrl-C means the user wants the command to end."""
+    with pytest.raises(SystemExit) as exit_info:
+        run_job(raise_(KeyboardInterrupt()), job(mode))
+    assert exit_info.value.code == 130
+    found = status(tmp_path)
+    assert found["status"] == "interrupted"
+    assert found["error"].startswith("KeyboardInterrupt")
+    assert capsys.readouterr().err.strip() == (
+        f"lsuite-train: interrupted; status recorded in {tmp_path / 'run' / 'status.json'}"
+    )
+
+
+def test_config_error_in_a_single_run_is_one_plain_line_on_stderr(job, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        run_job(raise_(ConfigError("optim.lr: got 0; expected a number > 0")), job(RunMode.RUN))
+    captured = capsys.readouterr()
+    assert captured.err == "lsuite-train: error: optim.lr: got 0; expected a number > 0\n"

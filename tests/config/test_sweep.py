@@ -7,7 +7,7 @@ from hydra.types import RunMode
 from omegaconf import open_dict
 
 from lsuite.config.paths import config_dir
-from lsuite.config.sweep import MAX_DIRNAME, job_dirname, name_sweep
+from lsuite.config.sweep import MAX_DIRNAME, job_dirname, name_run, name_sweep
 
 
 def test_sweep_name_is_the_sweep_directory_in_a_multirun_only(job):
@@ -22,6 +22,17 @@ def test_sweep_name_is_the_sweep_directory_in_a_multirun_only(job):
         cfg.sweep_name = "chosen"
     name_sweep(cfg)
     assert cfg.sweep_name == "chosen"
+
+
+def test_run_without_overrides_is_named_after_its_directory(job, tmp_path):
+    cfg = job(RunMode.RUN)
+    name_run(cfg)
+    assert cfg.run_name == "optim.lr=0.5"  # the overrides, when there are some
+    with open_dict(cfg):
+        cfg.run_name = ""  # what ${hydra:job.override_dirname} gives without overrides
+    name_run(cfg)
+    assert cfg.run_name == "run"  # tmp_path / "run"
+    assert cfg.logger.wandb.name == "run"
 
 
 @pytest.mark.parametrize(

@@ -104,12 +104,12 @@ def assert_same_weights(a, b):
 
 def check_records(root, model, data):
     eigs = read_records(root / "probes" / "hessian_eigenvalues.jsonl")
-    assert [r["step"] for r in eigs] == [6, 12, 18]  # 6 steps per epoch; fit end = last epoch
+    assert [r["meta"]["step"] for r in eigs] == [6, 12, 18]  # 6 steps per epoch; fit end = last
     exact = exact_top_eigenvalue(model, data.train_set.features, data.train_set.label)
-    assert eigs[-1]["eigenvalues"][0] == pytest.approx(exact, rel=1e-3)
+    assert eigs[-1]["result"]["eigenvalues"][0] == pytest.approx(exact, rel=1e-3)
     traces = read_records(root / "probes" / "hessian_trace.jsonl")
-    assert [r["step"] for r in traces] == [4, 8, 12, 16]
-    assert all(r["trace"] > 0 for r in traces)
+    assert [r["meta"]["step"] for r in traces] == [4, 8, 12, 16]
+    assert all(r["result"]["trace"] > 0 for r in traces)
 
 
 @pytest.mark.parametrize("runner", [fit_in_python, fit_with_cli], ids=["python", "lightning_cli"])

@@ -89,7 +89,7 @@ def test_pl_cli_takes_lsuite_pl_callbacks_and_training_is_unchanged(tmp_path, mo
     kinds = [type(c) for c in with_probes.trainer.callbacks]
     assert PLProbeCallback in kinds and PLDivergenceCheck in kinds
     records = read_records(tmp_path / "probes" / "probes" / "hessian_trace.jsonl")
-    assert [r["step"] for r in records] == [4, 8]
+    assert [r["meta"]["step"] for r in records] == [4, 8]
     for key, value in with_probes.model.state_dict().items():
         assert torch.equal(value, plain.model.state_dict()[key]), key
 

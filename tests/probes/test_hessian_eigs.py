@@ -12,11 +12,8 @@ from torch import nn
 from lsuite.errors import ConfigError
 from lsuite.functional.params import flatten
 from lsuite.linalg.operator import DenseOperator
-from lsuite.probes.hessian_eigs import (
-    HessianEigenvalues,
-    HessianEigenvaluesResult,
-    hessian_eigenpairs,
-)
+from lsuite.linalg.operator_eigenpairs import hessian_eigenpairs
+from lsuite.probes.hessian_eigs import HessianEigenvalues, HessianEigenvaluesResult
 from lsuite.probes.hessian_operator import HessianOperator
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "probes"

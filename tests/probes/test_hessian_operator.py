@@ -189,6 +189,8 @@ def test_rank_without_batches_contributes_zero(mlp):
     calls = []
 
     def reduce_sum(t):
+        if t.shape == (2,) and not t.any():  # the [failed, done] status before each sum: all well
+            return t
         calls.append(t)
         return t + 17 if len(calls) == 1 else t
 
