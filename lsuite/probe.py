@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _run(ns: argparse.Namespace) -> int:
-    from lsuite.config.run_dir import is_run_dir, sweep_runs
+    from lsuite.config.run_dir import check_overrides, is_run_dir, sweep_runs
 
     if ns.weights is not None:
         return _weights(ns)
@@ -109,6 +109,7 @@ def _run(ns: argparse.Namespace) -> int:
             f"RUN_DIR: got {str(target)!r}; expected a run directory holding config.yaml "
             "(written by lsuite-train) or a sweep directory of such runs"
         )
+    check_overrides(ns.overrides)  # once, before any run
     return _sweep(ns, target, runs)
 
 

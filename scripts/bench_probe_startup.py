@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -96,11 +97,12 @@ def main() -> None:
     run_dir = root / "run"
     started = time.perf_counter()
     _train(run_dir, args)
-    walls, probes = [], []
+    walls, probes, cpus = [], [], []
     accelerator = "gpu" if args.device == "cuda" else "cpu"
     for _ in range(repeats):
         shutil.rmtree(run_dir / "probes", ignore_errors=True)
         tick = time.perf_counter()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         subprocess.run(
             [
                 sys.executable,
@@ -117,6 +119,8 @@ def main() -> None:
             timeout=1200,
         )
         walls.append(time.perf_counter() - tick)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
         probes.append(_probe_seconds(run_dir))
     startups = [w - p for w, p in zip(walls, probes, strict=True)]
     print(f"lsuite-probe start-up, model={args.model}, {PROBES}, {repeats} run(s)")
@@ -125,6 +129,7 @@ def main() -> None:
     print("|---|---|---|---|")
     for name, values in (
         ("command wall time", walls),
+        ("command CPU time (user + sys)", cpus),
         ("probes' own seconds", probes),
         ("start-up (wall - probes)", startups),
     ):
@@ -133,6 +138,8 @@ def main() -> None:
         )
     verdict = "within" if statistics.median(startups) <= 3.0 else "over"
     print(f"target: start-up <= 3 s; median {statistics.median(startups):.2f} s ({verdict})")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"load average during the runs: {load:.1f} on {os.cpu_count()} cores")
     if args.keep is None:
         shutil.rmtree(root, ignore_errors=True)
     print(f"total {time.perf_counter() - started:.1f} s")

@@ -5,7 +5,7 @@ Ainsworth, Hayase, Srinivasa (2023), "Git Re-Basin: Merging Models modulo Permut
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,6 +79,59 @@ def _tolerance(dtype: torch.dtype) -> float:
     return 1e-12 if dtype == torch.float64 else 1e-6
 
 
+def _dot(a: Tensor, b: Tensor) -> float:
+    return float(torch.dot(a.reshape(-1), b.reshape(-1)))
+
+
+class _Block:
+    """One tensor's contribution ``A B^T`` to one group's scores, kept up to date cheaply.
+
+    When only the group's own permutation moved, the cached scores' columns are reordered; when
+    other groups moved a few columns of ``B``, a low-rank correction over the changed columns
+    replaces the full product (refreshed in full every few updates to bound rounding drift).
+    """
+
+    def __init__(self, rows: Tensor) -> None:
+        self.rows = rows  # (C, K) reference channels
+        self.key: tuple[int, ...] | None = None
+        self.cached = torch.empty(0)
+        self.columns = torch.empty(0)
+        self.perm = torch.empty(0, dtype=torch.int64)
+        self.updates = 0
+
+    def scores(self, key: tuple[int, ...], perm: Tensor, columns: Callable[[], Tensor]) -> Tensor:
+        """Return ``(C, C)`` scores for the current permutations.
+
+        Args:
+            key: versions of the other groups acting on the tensor.
+            perm: the group's current permutation.
+            columns: builds the current ``(C, K)`` channel matrix of ``b``.
+
+        Returns:
+            ``rows @ columns().T``.
+        """
+        if self.key is None:
+            now = columns()
+            out = self.rows @ now.T
+            self.updates = 0
+        else:
+            reorder = _invert(self.perm)[perm]
+            if key == self.key:
+                return self.cached[:, reorder]
+            now = columns()
+            old = self.columns[reorder]
+            moved = (now != old).any(0).nonzero().squeeze(1)
+            if 2 * moved.numel() < now.shape[1] and self.updates < 8:
+                delta = now[:, moved] - old[:, moved]
+                out = self.cached[:, reorder] + self.rows[:, moved] @ delta.T
+                self.updates += 1
+            else:
+                out = self.rows @ now.T
+                self.updates = 0
+        self.key, self.cached, self.columns, self.perm = key, out, now, perm
+        return out
+
+
 def weight_matching(
     spec: PermutationSpec,
     state_a: Mapping[str, Tensor],
@@ -119,17 +172,15 @@ def weight_matching(
         for ref in group.axes:
             acting.setdefault(ref.name, set()).add(name)
     version = dict.fromkeys(names, 0)
-    # (group, axis index) -> (versions of the other groups on that tensor, scores, own perm then)
-    cache: dict[tuple[str, int], tuple[tuple[int, ...], Tensor, Tensor]] = {}
     with torch.no_grad():
         current = apply_permutation(spec, perms, state_b)
-        rows = {
-            name: [channel_matrix(state_a[ref.name], ref, group.size) for ref in group.axes]
+        blocks = {
+            name: [_Block(channel_matrix(state_a[ref.name], ref, group.size)) for ref in group.axes]
             for name, group in spec.groups.items()
         }
         generator = torch.Generator().manual_seed(seed)
         keys = sorted(acting)
-        inner = {k: torch.sum(state_a[k] * current[k]).item() for k in keys}
+        inner = {k: _dot(state_a[k], current[k]) for k in keys}
         objective = [sum(inner.values())]
         iterations = 0
         for _ in range(max_iter):
@@ -139,15 +190,13 @@ def weight_matching(
                 name = names[index]
                 group = spec.groups[name]
                 scores = torch.zeros(())
-                for k, ref in enumerate(group.axes):
-                    key = tuple(version[h] for h in sorted(acting[ref.name] - {name}))
-                    hit = cache.get((name, k))
-                    if hit is not None and hit[0] == key:
-                        part = hit[1][:, _invert(hit[2])[perms[name]]]
-                    else:
-                        part = rows[name][k] @ channel_matrix(current[ref.name], ref, group.size).T
-                        cache[(name, k)] = (key, part, perms[name])
-                    scores = scores + part
+                for block, ref in zip(blocks[name], group.axes, strict=True):
+                    others = tuple(version[h] for h in sorted(acting[ref.name] - {name}))
+                    scores = scores + block.scores(
+                        others,
+                        perms[name],
+                        lambda r=ref, c=group.size: channel_matrix(current[r.name], r, c),
+                    )
                 step = solve_assignment(scores, group.chunk)
                 gain = scores[torch.arange(group.size), step].sum() - scores.diagonal().sum()
                 if gain <= _tolerance(scores.dtype) * scores.diagonal().abs().sum():
@@ -158,7 +207,7 @@ def weight_matching(
                 for ref in group.axes:
                     current[ref.name] = permute_axis(current[ref.name], ref.axis, step, ref.inner)
                 for k in {ref.name for ref in group.axes}:
-                    inner[k] = torch.sum(state_a[k] * current[k]).item()
+                    inner[k] = _dot(state_a[k], current[k])
             objective.append(sum(inner[k] for k in keys))
             if not changed:
                 break

@@ -19,7 +19,7 @@ from lsuite.callbacks.probe_outputs import (
     trainer_outputs,
     trainer_sync,
 )
-from lsuite.callbacks.swa import holds_average
+from lsuite.callbacks.probe_schedule import check_schedule, weights_label
 from lsuite.errors import ConfigError, require
 from lsuite.functional.params import clone
 from lsuite.probes.base import Probe, ProbeResult
@@ -184,7 +184,7 @@ class ProbeCallback(Callback):
         self._recorded = set()
         for raw in read_records(self.records_path):
             meta = raw.get("meta", raw)  # schema 1 records are flat
-            if "step" in meta:
+            if "step" in meta and meta.get("source") != "lsuite-probe":  # not this run's own
                 self._recorded.add((int(meta["step"]), str(meta.get("weights", "current"))))
         if stage != "fit":
             return
@@ -194,7 +194,14 @@ class ProbeCallback(Callback):
             self.num_batches,
             f"an int >= the number of processes ({trainer.world_size})",
         )
-        _check_schedule(self, trainer.max_epochs, trainer.max_steps)
+        check_schedule(
+            self.probe.name,
+            every_n_epochs=self.every_n_epochs,
+            every_n_train_steps=self.every_n_train_steps,
+            on_fit_end=self.on_fit_end_enabled,
+            max_epochs=trainer.max_epochs,
+            max_steps=trainer.max_steps,
+        )
         probe_points.check_points(self.probe, trainer.max_epochs, trainer.max_steps)
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -206,7 +213,7 @@ class ProbeCallback(Callback):
         """Dry-run the forward and loss on one probe batch before the first training step."""
         if trainer.fast_dev_run:
             return
-        module = _network(pl_module)
+        module = probe_points.network(pl_module)
         split = self.splits[0]
         raw = self._split_batches(trainer, split)[0]
         dry_run(
@@ -277,7 +284,7 @@ class ProbeCallback(Callback):
         return self._measure(trainer, pl_module, "step")
 
     def _observe(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        module = _network(pl_module)
+        module = probe_points.network(pl_module)
         step, epoch = trainer.global_step, trainer.current_epoch
         probe_points.observe(self._history, module, step=step, epoch=epoch)
         self.probe.observe(clone(probe_points.trainable(module)), step=step, epoch=epoch)
@@ -299,7 +306,7 @@ class ProbeCallback(Callback):
         step = trainer.global_step
         # One measurement per (step, weights): at fit end the averaged weights of SWA are new
         # weights even when an epoch-end record already exists at the same step.
-        weights = _weights_label(trainer, when)
+        weights = weights_label(trainer, when)
         if self._should_skip(trainer, step, weights):
             return None
         if trainer.world_size > 1:
@@ -311,7 +318,7 @@ class ProbeCallback(Callback):
             # every rank, before the probe's first collective issues every metric sync in the
             # same order everywhere, whichever callbacks run before or after this one.
             _ = trainer.callback_metrics
-        module = _network(pl_module)
+        module = probe_points.network(pl_module)
         dtype = resolve_probe_dtype(self.probe_dtype, module)
         sync = trainer_sync(trainer)
         batches = {
@@ -381,56 +388,6 @@ class ProbeCallback(Callback):
                 loader, num_batches=self.num_batches, batch_size=self.batch_size, seed=self.seed
             )
         return self._batches[split]
-
-
-def _network(pl_module: LightningModule) -> nn.Module:
-    """Return the network to measure: ``pl_module.probe_network()`` if defined, else the module."""
-    method = getattr(pl_module, "probe_network", None)
-    if callable(method):
-        network = method()
-        require(
-            isinstance(network, nn.Module),
-            "probe_network()",
-            type(network).__name__,
-            "an nn.Module",
-        )
-        return network
-    return pl_module
-
-
-def _check_schedule(callback: ProbeCallback, max_epochs: int | None, max_steps: int) -> None:
-    """Raise when the schedule can never fire under the trainer's limits."""
-    if callback.on_fit_end_enabled:
-        return
-    n_epochs, n_steps = callback.every_n_epochs, callback.every_n_train_steps
-    if n_epochs is None and n_steps is None:
-        return  # measured by measure_now only
-    epochs_fire = n_epochs is not None and (
-        max_epochs is None or max_epochs < 0 or n_epochs <= max_epochs
-    )
-    steps_fire = n_steps is not None and (
-        max_steps is None or max_steps < 0 or n_steps <= max_steps
-    )
-    if not (epochs_fire or steps_fire):
-        name = callback.probe.name
-        key, value = (
-            ("every_n_epochs", n_epochs)
-            if n_epochs is not None
-            else ("every_n_train_steps", n_steps)
-        )
-        raise ConfigError(
-            f"{name}.{key}: got {value}; the run stops after max_epochs={max_epochs}, "
-            f"max_steps={max_steps}, so the probe never runs; expected a smaller value or "
-            "on_fit_end=true"
-        )
-
-
-def _weights_label(trainer: Trainer, when: When) -> str:
-    """Say which weights were measured: ``swa_average`` once weight averaging loaded its average."""
-    fit_ended = when == "fit_end"
-    if any(holds_average(c, trainer, fit_ended=fit_ended) for c in trainer.callbacks):
-        return "swa_average"
-    return "current"
 
 
 def _resolve(value: Any, key: str) -> Any:

@@ -1,4 +1,4 @@
-"""The extra points a scheduled probe declares: check them at setup, keep history, resolve them."""
+"""The network and extra points a scheduled probe measures: check, observe and resolve them."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 
 from lsuite.anchors import (
@@ -15,6 +16,7 @@ from lsuite.anchors import (
     parse_specs,
     resolve_points,
 )
+from lsuite.errors import require
 from lsuite.probes.base import Probe
 
 
@@ -93,3 +95,18 @@ def _cast(value: Any, dtype: torch.dtype) -> Any:
     if isinstance(value, list):
         return [_cast(v, dtype) for v in value]
     return value
+
+
+def network(pl_module: LightningModule) -> nn.Module:
+    """Return the network to measure: ``pl_module.probe_network()`` if defined, else the module."""
+    method = getattr(pl_module, "probe_network", None)
+    if callable(method):
+        network = method()
+        require(
+            isinstance(network, nn.Module),
+            "probe_network()",
+            type(network).__name__,
+            "an nn.Module",
+        )
+        return network
+    return pl_module

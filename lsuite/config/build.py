@@ -10,7 +10,7 @@ from hydra.errors import InstantiationException
 from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from lightning.pytorch.loggers import Logger
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from lsuite.callbacks.rng_state import RNGState
 from lsuite.errors import ConfigError
@@ -62,8 +62,20 @@ def call(factory: Any, key: str, **kwargs: Any) -> Any:
 
 
 def build_datamodule(cfg: DictConfig) -> LightningDataModule:
-    """Build the data module of ``cfg.data``."""
-    return instantiate(cfg.data, "data")
+    """Build the data module of ``cfg.data``.
+
+    A config of an earlier version (a run directory's ``config.yaml``) names the split's seed
+    ``data.seed``; it is passed on as ``split_seed``.
+
+    Returns:
+        The data module (not yet set up).
+    """
+    node = cfg.data
+    if "seed" in node and "split_seed" not in node:
+        data = OmegaConf.to_container(node, resolve=True)
+        data["split_seed"] = data.pop("seed")
+        node = OmegaConf.create(data)
+    return instantiate(node, "data")
 
 
 def build_module(cfg: DictConfig, datamodule: LightningDataModule) -> LightningModule:

@@ -191,10 +191,11 @@ def measure(
         if getattr(callback, key, None) is not None
     }
     outputs = Outputs(directory or job.directory, plots=bool(getattr(callback, "plots", True)))
+    network = probe_points.network(job.module)
     if anchors is None:
-        dtype = resolve_probe_dtype(extra.get("probe_dtype"), job.module)
+        dtype = resolve_probe_dtype(extra.get("probe_dtype"), network)
         try:
-            anchors = probe_points.resolve(probe, job.module, job.histories[index], dtype)
+            anchors = probe_points.resolve(probe, network, job.histories[index], dtype)
         except ConfigError as error:
             if on_error == "raise":
                 raise
@@ -204,7 +205,7 @@ def measure(
             return None
     return measure_module(
         probe,
-        job.module,
+        network,
         probe_batches(job, index, sync),
         loss_fn=getattr(callback, "loss_fn", None) or F.cross_entropy,
         bn_mode=getattr(callback, "bn_mode", "eval"),
@@ -229,8 +230,13 @@ def checkpoint_meta(checkpoint: Checkpoint) -> dict[str, Any]:
 
 
 def trainable_params(module: nn.Module) -> Params:
-    """Return detached copies of ``module``'s trainable parameters (the point's keys)."""
-    return {n: p.detach().clone() for n, p in module.named_parameters() if p.requires_grad}
+    """Return copies of the trainable parameters of the network probes measure in ``module``.
+
+    That network is ``module.probe_network()`` when the module defines it, else ``module``
+    (the keys of a probe's point).
+    """
+    network = probe_points.network(module)
+    return {n: p.detach().clone() for n, p in network.named_parameters() if p.requires_grad}
 
 
 @contextmanager

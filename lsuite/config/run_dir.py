@@ -128,6 +128,29 @@ def load_run_config(run_dir: Path, overrides: Sequence[str] = ()) -> DictConfig:
     return resolved
 
 
+def check_overrides(overrides: Sequence[str]) -> None:
+    """Check the overrides that do not depend on a run: their syntax and any ``probes=`` choice.
+
+    A sweep checks these once, before measuring any run.
+
+    Args:
+        overrides: command-line overrides.
+
+    Raises:
+        ConfigError: for a malformed override or a bad probe choice or key.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        OverridesParser.create().parse_overrides(list(overrides))
+    except HydraException as error:
+        raise ConfigError(f"overrides: {str(error).splitlines()[0]}") from error
+    probe_overrides, _ = split_overrides(overrides)
+    if any(o.split("=", 1)[0].lstrip("+~") == "probes" for o in probe_overrides):
+        compose_train(probe_overrides)
+
+
 def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> None:
     """Set existing keys of ``cfg`` (``key=value``; ``+key=value`` adds a key), in place.
 
@@ -176,4 +199,11 @@ def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> None:
         OmegaConf.update(cfg, key, override.value(), force_add=True)
 
 
-__all__ = ["apply_overrides", "compose_train", "is_run_dir", "load_run_config", "split_overrides"]
+__all__ = [
+    "apply_overrides",
+    "check_overrides",
+    "compose_train",
+    "is_run_dir",
+    "load_run_config",
+    "split_overrides",
+]

@@ -26,6 +26,7 @@ from lsuite.evaluate.reduction import SplitValues, reduce_values
 from lsuite.evaluate.vmap_evaluator import evaluate_vmap
 from lsuite.probes.data_source import DataSource
 from lsuite.probes.point import ModelPoint
+from lsuite.probes.progress import progress_total
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ def evaluate_points(
         buffers = {k: v.clone() for k, v in buffers.items()}
     everything = range(len(points))
     parts: list[dict[str, Tensor]] = []
+    progress_total(len(points), "grid points")
 
     def loop(indices: range) -> None:
         parts.append(

@@ -13,6 +13,7 @@ from lsuite.evaluate.points import Points
 from lsuite.functional.params import Params, unflatten
 from lsuite.probes.data_source import DataSource
 from lsuite.probes.point import ModelPoint
+from lsuite.probes.progress import progress_advance
 
 BuffersFn = Callable[[Params], Params]
 """Maps one point's parameters to the buffers to evaluate it with (e.g. recomputed BN stats)."""
@@ -46,6 +47,7 @@ def evaluate_loop(
         binding.bind({**buffers, **params})
         with torch.no_grad(), point.context():
             for i in indices:
+                progress_advance(1)
                 points.fill(i, work)
                 if buffers_fn is not None:
                     binding.bind(buffers_fn(params))

@@ -14,6 +14,7 @@ from lsuite.evaluate.points import Points
 from lsuite.functional.params import Params, unflatten
 from lsuite.probes.data_source import DataSource
 from lsuite.probes.point import ModelPoint
+from lsuite.probes.progress import progress_advance
 
 
 def evaluate_vmap(
@@ -35,6 +36,7 @@ def evaluate_vmap(
     with torch.no_grad():
         for start in range(indices.start, indices.stop, chunk):
             part = slice(start, min(start + chunk, indices.stop))
+            progress_advance(part.stop - part.start)
             params = unflatten(points.stack(part), point.params)  # (K, *shape) each
             for name, source in data.items():
                 values = [batched(params, x, y) for x, y in source.batches]

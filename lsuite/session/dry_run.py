@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -66,7 +67,9 @@ def dry_run(
             "expected a tensor with the batch dimension first, (B, ...)"
         )
     inputs, targets = to_device((adapted[0], adapted[1]))
-    with preserved_training_state(module), torch.no_grad():
+    # a broadcasting warning of the loss would only precede the error below
+    with preserved_training_state(module), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         point = snapshot(
             module, loss_fn, bn_mode=bn_mode, skeleton=skeleton, forward_fn=forward_fn, dtype=dtype
         )

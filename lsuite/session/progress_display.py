@@ -54,7 +54,6 @@ class ProgressLine:
             self._progress = None
 
     def _open(self) -> None:
-        from rich.console import Console
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -68,11 +67,17 @@ class ProgressLine:
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            console=Console(stderr=True),
+            console=_console(),
             transient=True,
         )
         self._task = self._progress.add_task(f"probe {self.name}", total=self.total)
         self._progress.start()
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 @contextmanager

@@ -159,3 +159,34 @@ def test_flat_minima_is_a_sweep_by_itself(tmp_path):
     assert "mode: MULTIRUN" in result.stdout
     assert "optim: sgd,sam" in result.stdout
     assert "callbacks: default,swa" in result.stdout
+
+
+@pytest.mark.slow
+def test_flat_minima_without_m_runs_its_four_jobs(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = [
+        "experiment=flat_minima",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+        "trainer.enable_progress_bar=false",
+        "test=false",
+        # The experiment's probes, made cheap.
+        "probes.hessian_trace.probe.num_matvecs=3",
+        "probes.hessian_eigenvalues.probe.max_iter=4",
+        "probes.sharpness.probe.steps=1",
+        "probes.sharpness.probe.num_samples=2",
+        f"hydra.sweep.dir={sweep}",
+    ]
+    result = run_cli(args, cwd=tmp_path, timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(p.name for p in sweep.iterdir() if (p / "status.json").is_file())
+    assert len(jobs) == 4, jobs
+    for job in jobs:
+        assert json.loads((sweep / job / "status.json").read_text())["status"] == "completed"
+    assert {",".join(j.split("_", 1)[1].split(",")[:2]) for j in jobs} == {
+        "callbacks=default,optim=sgd",
+        "callbacks=default,optim=sam",
+        "callbacks=swa,optim=sgd",
+        "callbacks=swa,optim=sam",
+    }

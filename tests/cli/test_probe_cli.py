@@ -201,6 +201,7 @@ def test_weights_plain_state_dict_and_wrong_architecture(trained, tmp_path):
         (lambda run, tmp: [run, "trainer.nope=1"], "unknown key 'nope'"),
         (lambda run, tmp: [run, "probes=[nope]"], "probes: got 'nope'"),
         (lambda run, tmp: [run, "model=cnn"], "cannot be swapped"),
+        (lambda run, tmp: [run.parent, "probes=[nope]"], "probes: got 'nope'"),
     ],
     ids=[
         "missing-dir",
@@ -210,6 +211,7 @@ def test_weights_plain_state_dict_and_wrong_architecture(trained, tmp_path):
         "bad-key",
         "bad-probe",
         "group",
+        "sweep-bad-probe",
     ],
 )
 def test_errors_are_one_line_exit_2(trained, tmp_path, make_args, match):

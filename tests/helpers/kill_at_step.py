@@ -7,11 +7,24 @@ from lightning.pytorch import Callback
 
 
 class KillAtStep(Callback):
-    """SIGKILL the process once ``trainer.global_step`` reaches ``step`` (never if negative)."""
+    """SIGKILL the process once ``trainer.global_step`` reaches ``step`` (never if negative).
 
-    def __init__(self, step: int = -1) -> None:
+    With ``epoch_end``, the kill comes at the end of the training epoch instead (after the
+    epoch's checkpoint, before the probes' epoch-end measurements).
+    """
+
+    def __init__(self, step: int = -1, epoch_end: bool = False) -> None:
         self.step = step
+        self.epoch_end = epoch_end
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if not self.epoch_end:
+            self._maybe_kill(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self.epoch_end:
+            self._maybe_kill(trainer)
+
+    def _maybe_kill(self, trainer) -> None:
         if 0 <= self.step <= trainer.global_step:
             os.kill(os.getpid(), signal.SIGKILL)

@@ -265,3 +265,19 @@ def test_accuracy_fn_for_outputs_without_top1_accuracy():
         assert probe.measure(net, batches, loss_fn=mse).accuracy is not None
     with pytest.raises(ConfigError, match=r"accuracy_fn: got 'no\.such\.fn'"):
         Interpolation(accuracy_fn="no.such.fn")
+
+
+def test_probes_report_progress_in_matvecs_and_grid_points():
+    from lsuite.probes.progress import listening
+
+    events = []
+    net, batches = small_mlp(), mlp_batches()
+    with listening(lambda event, value, unit: events.append((event, value, unit))):
+        HessianTrace(num_matvecs=9, rel_stderr=None).measure(net, batches)
+    assert events[0] == ("total", 9, "matvecs")
+    assert sum(v for e, v, _ in events if e == "advance") == 9
+    events.clear()
+    with listening(lambda event, value, unit: events.append((event, value, unit))):
+        Plane(num_points=3, batching="loop").measure(net, batches)
+    assert events[0] == ("total", 9, "grid points")
+    assert sum(v for e, v, _ in events if e == "advance") == 9

@@ -152,3 +152,12 @@ def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
     RNGState().load_state_dict(loaded["callbacks"]["RNGState"])
     got = (random.random(), np.random.rand(), torch.rand(2))
     assert got[:2] == expected[:2] and torch.equal(got[2], expected[2])
+
+
+def test_an_earlier_config_with_data_seed_builds_with_that_split_seed():
+    from lsuite.config.build import build_datamodule
+
+    old = OmegaConf.create({"data": {"_target_": "lsuite.data.digits.DigitsDataModule", "seed": 4}})
+    assert build_datamodule(old).split_seed == 4
+    new = OmegaConf.create({"data": {"_target_": "lsuite.data.digits.DigitsDataModule"}})
+    assert build_datamodule(new).split_seed == 0
