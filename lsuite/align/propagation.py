@@ -148,9 +148,12 @@ class _Propagation:
 
         fx.node.map_aggregate(value, visit)
 
+    def is_fixed(self, where: str) -> bool:
+        return any(where == f or where.startswith(f + ".") for f in self.fixed)
+
     def unsupported(self, node: fx.Node, what: str) -> Layout:
         where = self.where(node)
-        if any(where == f or where.startswith(f + ".") for f in self.fixed):
+        if self.is_fixed(where):
             self.fix_all((node.args, node.kwargs))
             return self.blank(node)
         hint = (
@@ -178,6 +181,9 @@ class _Propagation:
         if node.op == "get_attr":
             return self.visit_attr(node)
         if node.op == "call_module":
+            if self.is_fixed(str(node.target)):
+                self.fix_all((node.args, node.kwargs))
+                return self.blank(node)
             return self.visit_module(node, self.modules[str(node.target)])
         if node.op == "call_function":
             return self.visit_function(node)

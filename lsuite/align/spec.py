@@ -79,14 +79,6 @@ class PermutationSpec:
     shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     fixed: tuple[str, ...] = ()
 
-    def axes(self) -> dict[str, list[tuple[int, int, int]]]:
-        """Return key -> list of ``(axis, group index, inner)``, for every permuted key."""
-        out: dict[str, list[tuple[int, int, int]]] = {}
-        for index, group in enumerate(self.groups.values()):
-            for ref in group.axes:
-                out.setdefault(ref.name, []).append((ref.axis, index, ref.inner))
-        return out
-
 
 def state_of(model: nn.Module) -> dict[str, Tensor]:
     """Return the model's parameters and buffers by state-dict key (detached, not cloned).

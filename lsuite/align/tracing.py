@@ -28,8 +28,10 @@ def permutation_spec(
     permuted; ``num_batches_tracked`` is not); elementwise binary ops (residual additions) merge
     the groups of their operands, so a residual stream shares one permutation. GroupNorm
     restricts its group to permutations within each of its channel groups (the ``chunk`` of the
-    group). Axes that reach the network's input or output, or that an op cannot permute (slicing or
-    padding a channel axis, grouped convolutions other than depthwise), are held fixed.
+    group; permuting whole groups would also be valid but is not searched). Axes that reach the
+    network's input or output, or that an op cannot permute, are held fixed: slicing, indexing or
+    padding a channel axis (so ResNet's ``shortcut: pad`` holds every residual stream fixed and
+    aligns only the inner channels of the blocks), grouped convolutions other than depthwise.
 
     Args:
         model: the network; it is not modified (a copy is traced and run once in eval mode).

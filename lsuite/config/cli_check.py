@@ -26,8 +26,11 @@ _PASS_THROUGH = {
 def check_command_line(args: list[str], config_dir: Path, config_name: str = "train") -> None:
     """Check group choices, keys and values of the overrides in ``args``.
 
-    Every value of a sweep (``-m key=a,b``) is checked. Hydra's own flags (``--help``,
-    ``--cfg``...) skip the check and are left to Hydra.
+    Every value of a sweep (``-m key=a,b``) is checked; a sweep without ``-m`` in a config that
+    is not a multirun is an error (Hydra's "Ambiguous value"). ``~`` in a value (which Hydra's
+    grammar cannot parse), a key of a group option that is not selected, and ``+group=x`` for
+    a group already in the defaults each get a message saying what to write instead. Hydra's
+    own flags (``--help``, ``--cfg``...) skip the check and are left to Hydra.
 
     Args:
         args: the command-line arguments after the program name.
@@ -136,6 +139,12 @@ def _explain(loader: object, error: Exception, config_name: str, overrides: list
     text = _first_line(error)
     for override in overrides:
         key = override.split("=")[0].lstrip("+~")
+        if override.startswith("+") and text.startswith(f"Multiple values for {key}."):
+            value = override.partition("=")[2]
+            return (
+                f"{key}: got {override!r}; {key} is in the defaults already, so it cannot be "
+                f"added with +: write {key}={value}"
+            )
         if f"'{key}'" in str(error) and "Could not override" in str(error):
             parent, _, leaf = key.rpartition(".")
             others = [o for o in overrides if o != override]

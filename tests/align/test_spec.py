@@ -158,6 +158,9 @@ def test_fixed_modules_are_held_fixed():
     x = torch.randn(2, 4, 6, dtype=torch.float64)
     spec = permutation_spec(model, x, fixed=["attn"])
     assert spec.groups == {}  # both hidden axes touch the opaque attention
+    mlp = MLP((40,), 10, width=16, depth=3)
+    kept = permutation_spec(mlp, torch.randn(2, 40), fixed=["hidden.1"])
+    assert list(kept.groups) == ["hidden.2"]
     with pytest.raises(ConfigError, match="fixed: got module 'nope'"):
         permutation_spec(model, x, fixed=["nope"])
 

@@ -68,6 +68,11 @@ def test_the_eigenvalue_probe_has_one_name():
 
 def test_added_keys_keep_their_single_plus():
     check_command_line(["+trainer.detect_anomaly=false"], config_dir())
+    # A group in the defaults list is chosen, not added (Hydra: "Multiple values for probes").
+    assert error_of(["+probes=hessian_trace"]) == (
+        "probes: got '+probes=hessian_trace'; probes is in the defaults already, so it cannot "
+        "be added with +: write probes=hessian_trace"
+    )
 
 
 def test_every_experiment_with_sweeper_params_is_a_sweep_by_itself():

@@ -5,10 +5,10 @@ Through the real ``lsuite-train``: one line naming the probe and the key, and no
 
 import os
 import re
-import subprocess
 import sys
 
 import pytest
+from timed_run import run_timed
 
 QUICK = ["trainer.max_epochs=2", "logger=[csv]", "model.width=16", "model.depth=1"]
 
@@ -54,7 +54,7 @@ def test_late_failing_setting_exits_2_before_training(tmp_path, case):
     run_dir = tmp_path / "run"
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     env.pop("MASTER_PORT", None)
-    result = subprocess.run(
+    result = run_timed(
         [
             sys.executable,
             "-m",
@@ -65,12 +65,12 @@ def test_late_failing_setting_exits_2_before_training(tmp_path, case):
         ],
         cwd=tmp_path,
         env=env,
-        capture_output=True,
-        text=True,
         timeout=180,
     )
     assert result.returncode == 2, result.stderr[-3000:]
-    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    errors = [
+        line for line in result.stderr.splitlines() if line.startswith("lsuite-train: error:")
+    ]
     assert len(errors) == 1, result.stderr[-3000:]
     assert re.search(pattern, errors[0]), errors[0]
     assert not list(run_dir.rglob("*.ckpt"))

@@ -6,11 +6,11 @@ on every rank or on rank 1 only. Under ``warn`` the run finishes with failure re
 """
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from timed_run import run_timed
 
 from lsuite.results import jsonl
 
@@ -40,12 +40,10 @@ def run(tmp_path, on_error, *extra, fail_rank="null"):
     ]
     env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(HELPERS)}
     env.pop("MASTER_PORT", None)
-    result = subprocess.run(
+    result = run_timed(
         [sys.executable, "-m", "lsuite.train", *QUICK, *probe, *extra, f"hydra.run.dir={run_dir}"],
         cwd=tmp_path,
         env=env,
-        capture_output=True,
-        text=True,
         timeout=300,  # a hang fails the test
     )
     return run_dir, result

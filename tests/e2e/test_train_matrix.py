@@ -7,11 +7,11 @@ item 1: DDP with a per-epoch probe) fails instead of blocking CI.
 
 import csv
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from timed_run import run_timed
 
 from lsuite.results import jsonl
 
@@ -65,12 +65,10 @@ def run_train(args, tmp_path, timeout):
     env["LSUITE_CHECK_PROBES"] = "1"
     env.pop("MASTER_PORT", None)
     run_dir = tmp_path / "run"
-    result = subprocess.run(
+    result = run_timed(
         [sys.executable, "-m", "lsuite.train", *TINY, *args, f"hydra.run.dir={run_dir}"],
         cwd=tmp_path,
         env=env,
-        capture_output=True,
-        text=True,
         timeout=timeout,
     )
     assert result.returncode == 0, result.stderr[-4000:]

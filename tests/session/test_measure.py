@@ -4,13 +4,13 @@ import json
 import logging
 import os
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 from failing_probe import FailingProbe
+from timed_run import run_timed
 
 from lsuite.errors import ConfigError
 from lsuite.results import jsonl
@@ -100,11 +100,9 @@ def free_port():
 
 def run_two(tmp_path, fail_rank, on_error):
     env = {k: v for k, v in os.environ.items() if k not in ("MASTER_PORT", "MASTER_ADDR")}
-    result = subprocess.run(
+    result = run_timed(
         [sys.executable, str(WORKER), str(tmp_path), str(free_port()), str(fail_rank), on_error],
         env=env,
-        capture_output=True,
-        text=True,
         timeout=120,  # a hang fails the test
     )
     assert result.returncode == 0, result.stderr[-3000:]

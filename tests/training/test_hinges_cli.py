@@ -59,6 +59,8 @@ def records(run_dir):
 
 
 KILL = ["+callbacks.kill._target_=kill_at_step.KillAtStep"]
+# Every third step's checkpoint kept as well (callbacks do not change training).
+TRAJECTORY = ["callbacks=[default,trajectory]", "callbacks.trajectory.every_n_train_steps=3"]
 
 
 @pytest.fixture(scope="module", name="whole")
@@ -97,7 +99,7 @@ def test_sigkill_then_resume_auto_equals_an_uninterrupted_run(whole, tmp_path):
 def test_children_of_one_parent_differ_in_data_order_only(whole, tmp_path):
     start = whole / "checkpoints" / "last.ckpt"  # the parent, at step 12
     dumps = {}
-    for name, seeds in (("a", ["data_seed=1"]), ("b", ["data_seed=2", "seed=5"])):
+    for name, seeds in (("a", ["data_seed=1", *TRAJECTORY]), ("b", ["data_seed=2", "seed=5"])):
         dumps[name] = tmp_path / f"dump_{name}"
         child = [
             *TINY,
@@ -125,12 +127,15 @@ def test_children_of_one_parent_differ_in_data_order_only(whole, tmp_path):
     # Each child trains from step 0 with a fresh optimizer: one epoch is 6 steps.
     assert weights(tmp_path / "a" / "checkpoints" / "last.ckpt")[1] == 6
     # resume=PATH without hydra.run.dir continues in the run directory it names.
-    more = run_cli([*TINY, f"resume={tmp_path / 'a' / 'checkpoints' / 'last.ckpt'}"], tmp_path)
+    last = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    more = run_cli([*TINY, *TRAJECTORY, f"resume={last}"], tmp_path)
     assert more.returncode == 0, more.stderr[-3000:]
     assert weights(tmp_path / "a" / "checkpoints" / "last.ckpt")[1] == 12
     config = yaml.safe_load((tmp_path / "a" / "config.yaml").read_text())
     assert config["trainer"]["max_epochs"] == 2 and config["resume"].endswith("last.ckpt")
     assert not (tmp_path / "outputs").exists()
+    kept = sorted(p.name for p in (tmp_path / "a" / "checkpoints").glob("step*.ckpt"))
+    assert kept == [f"step{s:06d}-epoch{s // 7:03d}.ckpt" for s in (3, 6, 9, 12)]
 
 
 @pytest.mark.parametrize(
