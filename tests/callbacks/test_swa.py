@@ -113,7 +113,7 @@ def test_swa_weights_are_the_average_and_probes_say_so(tmp_path, bn):
         reference = recomputed_batchnorm(net, average)
         for name, buffer in net[1].named_buffers():
             torch.testing.assert_close(buffer, getattr(reference[1], name), msg=name)
-    assert [r["weights"] for r in records] == ["swa_average"]
+    assert [r["meta"]["weights"] for r in records] == ["swa_average"]
 
 
 def test_lightning_swa_moves_off_the_average_in_its_batchnorm_epoch(tmp_path):
@@ -132,7 +132,7 @@ def test_sam_with_swa_averages_sam_iterates(tmp_path):
     optimizer = partial(SAM, base_optimizer=partial(torch.optim.SGD, lr=0.1), rho=0.1)
     net, swa, recorder, records = fit_swa(tmp_path, bn=True, optimizer=optimizer)
     assert_weights(net, expected_average(swa, recorder))
-    assert [r["weights"] for r in records] == ["swa_average"]
+    assert [r["meta"]["weights"] for r in records] == ["swa_average"]
 
 
 def test_probe_says_current_when_training_stops_before_the_average_is_loaded(tmp_path):
@@ -141,7 +141,7 @@ def test_probe_says_current_when_training_stops_before_the_average_is_loaded(tmp
     net, swa, recorder, records = fit_swa(tmp_path, bn=False, max_steps=4)
     assert int(swa.n_averaged) == 1
     assert not torch.equal(next(net.parameters()).detach(), recorder.weights[1][0])
-    assert [r["weights"] for r in records] == ["current"]
+    assert [r["meta"]["weights"] for r in records] == ["current"]
 
 
 def test_probe_label_with_lightning_weight_averaging(tmp_path):
@@ -162,7 +162,7 @@ def test_probe_label_with_lightning_weight_averaging(tmp_path):
     )
     trainer.fit(module, train_dataloaders=make_loader())
     records = read_records(tmp_path / "probes" / "fit_end_loss.jsonl")
-    assert [r["weights"] for r in records] == ["swa_average"]
+    assert [r["meta"]["weights"] for r in records] == ["swa_average"]
 
 
 def compose_train(overrides):
