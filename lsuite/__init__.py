@@ -1,6 +1,9 @@
 """lsuite: train networks with Lightning and Hydra, and measure their loss landscapes with probes.
 
 Public names are loaded on first use, so ``import lsuite.probes...`` does not import Lightning.
+``lsuite.align`` is the alignment package (``lsuite.align.align(reference, other)``, see
+`lsuite.align`); its two main functions are also ``lsuite.permutation_spec`` and
+``lsuite.weight_matching``.
 """
 
 from __future__ import annotations
@@ -31,12 +34,18 @@ _EXPORTS = {
     "StochasticWeightAveraging": "lsuite.callbacks.swa",
     "Classifier": "lsuite.model.classifier",
     "SAM": "lsuite.optim.sam",
+    "permutation_spec": "lsuite.align",
+    "weight_matching": "lsuite.align",
 }
+# subpackages exported as themselves (importing one binds it on `lsuite` under its own name)
+_MODULES = {"align": "lsuite.align"}
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, *_MODULES])
 
 
 def __getattr__(name: str) -> Any:
+    if name in _MODULES:
+        return importlib.import_module(_MODULES[name])
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'lsuite' has no attribute {name!r}")

@@ -11,7 +11,11 @@ Models (every method sees the same pair, in one process):
 
 The reference is Ainsworth et al.'s ``weight_matching`` loop written out in torch: every group's
 score matrix is rebuilt from fully re-permuted tensors at every step. lsuite's version caches the
-score blocks whose other permutations did not change. Times are medians of interleaved repeats in
+score blocks whose other permutations did not change, and runs the descent on one torch
+intra-op thread (``weight_matching(threads=1)``, the default: the products are small and half the
+time is scipy's single-threaded assignment, so more threads mostly wait on each other, badly so
+on a loaded machine); the row "lsuite, --threads threads" runs it with ``threads=None`` at the
+script's setting, as the reference and rebasin run. Times are medians of interleaved repeats in
 seconds (spec tracing is timed separately); ratios are to lsuite.
 
 Usage: ``python scripts/bench_align.py [--smoke] [--threads N] [--repeats R] [--skip-rebasin]``.
@@ -167,7 +171,11 @@ def bench_pair(
     """Time spec tracing, lsuite, the reference and rebasin on one pair; print a table."""
     trace_s, spec = timed(lambda: permutation_spec(a, x))
     sa, sb = a.state_dict(), b.state_dict()
+    threads = torch.get_num_threads()
+    at_threads = f"lsuite weight_matching, {threads} threads"
     times: dict[str, list[float]] = {"lsuite weight_matching": [], "plain-loop reference": []}
+    if threads != 1:
+        times[at_threads] = []
     if use_rebasin:
         times["rebasin PermutationCoordinateDescent"] = []
     out: dict[str, object] = {"spec": spec}
@@ -175,6 +183,9 @@ def bench_pair(
         seconds, result = timed(lambda: weight_matching(spec, sa, sb))
         times["lsuite weight_matching"].append(seconds)
         out["lsuite"] = result
+        if threads != 1:
+            seconds, _ = timed(lambda: weight_matching(spec, sa, sb, threads=None))
+            times[at_threads].append(seconds)
         seconds, perms = timed(lambda: reference_weight_matching(spec, sa, sb))
         times["plain-loop reference"].append(seconds)
         out["reference"] = perms

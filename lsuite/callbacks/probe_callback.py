@@ -14,7 +14,7 @@ from torch import nn
 from lsuite.callbacks import probe_points
 from lsuite.callbacks.probe_batches import find_loader, local_batches, sample_batches
 from lsuite.callbacks.probe_outputs import (
-    progress_enabled,
+    progress_target,
     records_root,
     trainer_outputs,
     trainer_sync,
@@ -354,7 +354,7 @@ class ProbeCallback(Callback):
             outputs=trainer_outputs(trainer, self._root_dir(trainer), plots=self.plots),
             sync=sync,
             on_error=self.on_error,
-            progress=progress_enabled(trainer),
+            progress=progress_target(trainer, self.probe.name),
             optimizers=list(trainer.optimizers),
         )
         self.last_step = step

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
 from torch import Tensor
 
+from lsuite.probes.progress import Listener
 from lsuite.session import Outputs, Sync
 
 
@@ -61,3 +65,71 @@ def progress_enabled(trainer: Trainer) -> bool:
     """Return whether the trainer shows a progress bar (probes then show their progress)."""
     bar = trainer.progress_bar_callback
     return bool(bar is not None and bar.is_enabled and trainer.is_global_zero)
+
+
+def progress_target(trainer: Trainer, name: str) -> bool | Listener:
+    """Return where a probe's progress goes: the training bar, a line of its own, or off.
+
+    While training with Lightning's bar open (per-step and per-epoch measurements), the probe's
+    ``done/total unit`` goes into that bar (the end of tqdm's line, or a task of the rich bar), so
+    the two never fight over the terminal; otherwise (fit end) the session draws its own line.
+
+    Args:
+        trainer: the running trainer.
+        name: the probe's name.
+
+    Returns:
+        A progress listener writing into the bar, True for the session's own line, or False.
+    """
+    if not progress_enabled(trainer):
+        return False
+    bar = trainer.progress_bar_callback
+    if trainer.training and isinstance(bar, TQDMProgressBar):
+        line = getattr(bar, "_train_progress_bar", None)
+        if line is not None and not getattr(line, "disable", True):
+            return _BarListener(name, lambda text: line.set_postfix_str(text))
+    if trainer.training and isinstance(bar, RichProgressBar) and bar.progress is not None:
+        return _RichTaskListener(name, bar.progress)
+    return True
+
+
+class _BarListener:
+    """Progress listener that shows ``probe <name> done/total unit`` through ``show(text)``."""
+
+    def __init__(self, name: str, show: Callable[[str], object]) -> None:
+        self.name = name
+        self.show = show
+        self.done = 0
+        self.total: int | None = None
+        self.unit = "steps"
+
+    def __call__(self, event: str, value: int | None, unit: str | None) -> None:
+        if event == "total":
+            self.done, self.total, self.unit = 0, value, unit or self.unit
+        elif value is not None:
+            self.done += value
+        total = "" if self.total is None else f"/{self.total}"
+        self.show(f"probe {self.name} {self.done}{total} {self.unit}")
+
+    def close(self) -> None:
+        """Leave the bar as it was (tqdm's postfix is rewritten at the next step)."""
+
+
+class _RichTaskListener(_BarListener):
+    """Progress listener that adds a task to Lightning's rich progress display while it runs."""
+
+    def __init__(self, name: str, progress: Any) -> None:
+        super().__init__(name, self._update)
+        self.progress = progress
+        self.task: Any = None
+
+    def _update(self, text: str) -> None:
+        if self.task is None:
+            self.task = self.progress.add_task(text, total=self.total)
+        self.progress.update(self.task, description=text, completed=self.done, total=self.total)
+
+    def close(self) -> None:
+        """Remove the probe's task from the display."""
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+            self.task = None

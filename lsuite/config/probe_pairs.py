@@ -65,7 +65,9 @@ def measure_pairs(
     The pair's records go to ``directory/pairs/probes/<name>.jsonl`` (``meta.checkpoint`` the end
     ``j``, ``meta.start_checkpoint`` the start ``i``); the matrices to
     ``directory/pairs_<split>_<loss|error>_barrier.csv`` and a heat-map
-    ``directory/pairs_barriers.png``.
+    ``directory/pairs_barriers.png``. With the probe's ``align`` / ``repair`` set, every curve
+    kind (``weight``, ``weight_repair``, ...) gets its own matrices,
+    ``pairs_<split>_<loss|error>_barrier_<kind>.csv``, and heat-map ``pairs_barriers_<kind>.png``.
 
     Args:
         job: the job (with an interpolation probe).
@@ -75,8 +77,8 @@ def measure_pairs(
         progress: per-probe progress line.
 
     Returns:
-        ``"<split>_loss_barrier"`` / ``"<split>_error_barrier"`` -> symmetric ``(N, N)`` matrix
-        with a zero diagonal.
+        ``"<split>_loss_barrier"`` / ``"<split>_error_barrier"`` (and ``..._<kind>`` per aligned
+        curve kind) -> symmetric ``(N, N)`` matrix with a zero diagonal.
 
     Raises:
         ConfigError: for fewer than 2 points or without an interpolation probe.
@@ -112,6 +114,11 @@ def measure_pairs(
                 values.setdefault(f"{split}_loss_barrier", {})[i, j] = value
             for split, value in (result.error_barrier or {}).items():
                 values.setdefault(f"{split}_error_barrier", {})[i, j] = value
+            for kind in result.curves:
+                for split, value in result.aligned_loss_barrier.get(kind, {}).items():
+                    values.setdefault(f"{split}_loss_barrier_{kind}", {})[i, j] = value
+                for split, value in result.aligned_error_barrier.get(kind, {}).items():
+                    values.setdefault(f"{split}_error_barrier_{kind}", {})[i, j] = value
     labels = [p.label for p in points]
     matrices = {name: pair_matrix(len(points), pairs) for name, pairs in values.items()}
     if sync.is_zero:
@@ -119,10 +126,21 @@ def measure_pairs(
             write_matrix_csv(directory / f"pairs_{name}.csv", labels, matrix)
         from lsuite.pairs.heatmap import plot_pair_heatmaps
 
-        titles = {name.replace("_", " "): m for name, m in matrices.items()}
-        plot_pair_heatmaps(directory / "pairs_barriers.png", labels, titles)
+        for kind, names in _by_kind(matrices).items():
+            titles = {name.replace("_", " "): matrices[name] for name in names}
+            suffix = "" if kind == "naive" else f"_{kind}"
+            plot_pair_heatmaps(directory / f"pairs_barriers{suffix}.png", labels, titles)
     sync.wait()
     return matrices
+
+
+def _by_kind(matrices: dict[str, list[list[float]]]) -> dict[str, list[str]]:
+    """Group matrix names ``<split>_<loss|error>_barrier[_<kind>]`` by curve kind."""
+    out: dict[str, list[str]] = {}
+    for name in matrices:
+        _, _, kind = name.partition("_barrier")
+        out.setdefault(kind.removeprefix("_") or "naive", []).append(name)
+    return out
 
 
 __all__ = ["PairPoint", "interpolation_index", "measure_pairs"]

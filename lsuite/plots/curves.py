@@ -42,10 +42,12 @@ def plot_interpolation(
     accuracy = result.accuracy
     fig = Figure(figsize=(10.0 if accuracy else 5.5, 4.0))
     axes = fig.subplots(1, 2 if accuracy else 1, squeeze=False)[0]
+    kinds = list(getattr(result, "curves", []) or [])
     for i, (split, curve) in enumerate(result.loss.items()):
         values = floats(curve)
-        color = f"C{i}"
-        axes[0].plot(alpha, values, _SPLIT_STYLE.get(split, "-"), color=color, label=split)
+        color = "C0" if kinds else f"C{i}"  # with aligned curves: one colour per curve kind
+        label = f"{split} naive" if kinds else split
+        axes[0].plot(alpha, values, _SPLIT_STYLE.get(split, "-"), color=color, label=label)
         ends = [values[alpha.index(0.0)], values[alpha.index(1.0)]]
         axes[0].plot([0.0, 1.0], ends, ":", color=color, linewidth=0.8)
         where = result.loss_barrier_alpha.get(split)
@@ -55,6 +57,7 @@ def plot_interpolation(
                 axes[0].plot([float(where)], [height], "v", color=color)
         if accuracy:
             axes[1].plot(alpha, floats(accuracy[split]), _SPLIT_STYLE.get(split, "-"), color=color)
+    _overlay(axes, alpha, result, kinds, offset=1)
     for ax in axes:
         ax.axvline(0.0, color="0.7", linewidth=0.6)
         ax.axvline(1.0, color="0.7", linewidth=0.6)
@@ -66,9 +69,31 @@ def plot_interpolation(
     if accuracy:
         axes[1].set_ylabel("accuracy")
     barriers = ", ".join(f"{k} {v:.3g}" for k, v in result.loss_barrier.items())
+    for kind in kinds[:3]:
+        first = next(iter(result.aligned_loss_barrier.get(kind, {}).values()), None)
+        if first is not None:
+            barriers += f"; {kind} {first:.3g}"
     fig.suptitle(f"{title(result, meta)} | start: {result.start} | barrier: {barriers}")
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def _overlay(
+    axes: Sequence[Any],
+    alpha: list[float],
+    result: InterpolationResult,
+    kinds: list[str],
+    offset: int,
+) -> None:
+    """Draw the aligned / repaired curves of ``result`` over the naive ones (one colour a kind)."""
+    for k, kind in enumerate(kinds):
+        color = f"C{offset + k}"
+        for split, curve in result.aligned_loss.get(kind, {}).items():
+            style = _SPLIT_STYLE.get(split, "-")
+            axes[0].plot(alpha, floats(curve), style, color=color, label=f"{split} {kind}")
+            accuracy = result.aligned_accuracy.get(kind, {}).get(split)
+            if len(axes) > 1 and accuracy is not None:
+                axes[1].plot(alpha, floats(accuracy), style, color=color)
 
 
 def plot_line(

@@ -8,18 +8,30 @@ from typing import Any
 
 import torch
 
+from lsuite.align.repair import REPAIRS
 from lsuite.anchors.specs import parse_spec
 from lsuite.errors import ConfigError, require
 from lsuite.evaluate import (
     BATCHINGS,
     AccuracyFn,
     Batching,
+    BuffersFn,
+    Points,
     SegmentPoints,
     SplitValues,
     evaluate_points,
     resolve_accuracy_fn,
 )
 from lsuite.functional.params import Params, flatten
+from lsuite.probes.aligned_curves import (
+    ALIGNS,
+    StackedPoints,
+    aligned_start,
+    curve_kind,
+    network_spec,
+    point_network,
+    repaired_rows,
+)
 from lsuite.probes.base import Probe, ProbeData, ProbeResult
 from lsuite.probes.batch_norm_stats import BatchNormRecompute, batch_norm_statistics
 from lsuite.probes.point import ModelPoint, as_params
@@ -58,6 +70,15 @@ class InterpolationResult(ProbeResult):
             ``"point"`` (the end point's running statistics).
         batching: how points were evaluated, ``"vmap"`` or ``"loop"``.
         num_samples: split -> probe samples (all ranks).
+        curves: curve kinds measured besides the naive one (``"weight"``, ``"weight_repair"``,
+            ``"activation"``, ``"repair"``, ``"bn_reset"``, ...; see `align` / `repair`), in order.
+        aligned_loss: kind -> split -> ``(N,)`` mean loss on the same ``alpha`` grid.
+        aligned_accuracy: kind -> split -> ``(N,)`` accuracy (empty without accuracy).
+        aligned_loss_barrier: kind -> split -> loss barrier of that curve.
+        aligned_error_barrier: kind -> split -> error barrier (empty without accuracy).
+        aligned_distance: kind -> ``||w_end - w_start||`` after aligning the start.
+        align_output_diff: align method -> root-mean-square output change of the start point
+            under its permutation over the probe batches (0 up to rounding: same function).
     """
 
     alpha: list[float]
@@ -74,6 +95,13 @@ class InterpolationResult(ProbeResult):
     bn_statistics: str
     batching: str
     num_samples: dict[str, int]
+    curves: list[str] = dataclasses.field(default_factory=list)
+    aligned_loss: dict[str, dict[str, list[float]]] = dataclasses.field(default_factory=dict)
+    aligned_accuracy: dict[str, dict[str, list[float]]] = dataclasses.field(default_factory=dict)
+    aligned_loss_barrier: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+    aligned_error_barrier: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+    aligned_distance: dict[str, float] = dataclasses.field(default_factory=dict)
+    align_output_diff: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def scalars(self) -> dict[str, float]:
         """Return ``<split>_loss_barrier``, ``<split>_error_barrier``, ``<split>_max_rise``, ..."""
@@ -86,6 +114,11 @@ class InterpolationResult(ProbeResult):
             if self.error_barrier is not None and self.error_barrier_alpha is not None:
                 out[f"{split}_error_barrier"] = self.error_barrier[split]
                 out[f"{split}_error_barrier_alpha"] = self.error_barrier_alpha[split]
+        for kind in self.curves:
+            for split, value in self.aligned_loss_barrier.get(kind, {}).items():
+                out[f"{split}_loss_barrier_{kind}"] = value
+            for split, value in self.aligned_error_barrier.get(kind, {}).items():
+                out[f"{split}_error_barrier_{kind}"] = value
         return out
 
 
@@ -112,6 +145,15 @@ class Interpolation(Probe):
         batching: ``"auto"``, ``"vmap"`` or ``"loop"`` (see `lsuite.probes.grid_eval`).
         accuracy_fn: ``accuracy_fn(outputs, targets)``, a batch's mean accuracy (a callable or
             a dotted path), for outputs whose top-1 accuracy is undefined; None: top-1.
+        align: ``"none"``, ``"weight"`` (weight matching) or ``"activation"`` (activation
+            matching on the probe batches), or a list of them: the start point is permuted to
+            match the measured point (which stays fixed) with `lsuite.align` (Git Re-Basin).
+        repair: ``"none"``, ``"bn_reset"`` (BatchNorm statistics recomputed at every alpha on
+            the probe batches) or ``"repair"`` (REPAIR's renormalisation of every hidden
+            channel), or a list. One curve is measured per (align, repair) pair besides the
+            naive one, on the same grid (e.g. ``align=["weight"], repair=["none", "repair"]``:
+            naive, ``weight``, ``weight_repair``).
+        align_seed: seed of weight matching's visiting order (the same on every rank).
         name: probe name (default ``"interpolation"``).
 
     Raises:
@@ -126,9 +168,16 @@ class Interpolation(Probe):
         bn_recompute_batches: int = 0,
         batching: Batching = "auto",
         accuracy_fn: AccuracyFn | str | None = None,
+        align: str | Sequence[str] = "none",
+        repair: str | Sequence[str] = "none",
+        align_seed: int = 0,
         name: str | None = None,
     ) -> None:
         super().__init__(name)
+        self.align = _choices(align, "align", ALIGNS)
+        self.repair = _choices(repair, "repair", REPAIRS)
+        self.align_seed = int(align_seed)
+        self.kinds = [(a, r) for a in self.align for r in self.repair if (a, r) != ("none", "none")]
         require(
             isinstance(num_points, int) and not isinstance(num_points, bool) and num_points >= 2,
             "num_points",
@@ -207,7 +256,7 @@ class Interpolation(Probe):
             buffers_fn=buffers_fn,
             accuracy_fn=self.accuracy_fn,
         )
-        return _result(
+        result = _result(
             self.alphas,
             values,
             {k: s.num_samples for k, s in data.items()},
@@ -216,12 +265,97 @@ class Interpolation(Probe):
             bn_statistics=batch_norm_statistics(point, recomputed=buffers_fn is not None),
             batching=mode,
         )
+        if not self.kinds:
+            return result
+        return self._aligned(result, point, data, start, end_flat, buffers_fn)
+
+    def _aligned(
+        self,
+        result: InterpolationResult,
+        point: ModelPoint,
+        data: ProbeData,
+        start: Params,
+        end_flat: torch.Tensor,
+        buffers_fn: BuffersFn | None,
+    ) -> InterpolationResult:
+        """Add one curve per (align, repair) kind to ``result`` (see the class doc)."""
+        source = data["train"] if "train" in data else next(iter(data.values()))
+        network = point_network(point, source)
+        spec = network_spec(network)
+        starts: dict[str, Params] = {"none": start}
+        diffs: dict[str, float] = {}
+        for method in self.align:
+            if method != "none":
+                starts[method], diffs[method] = aligned_start(
+                    network, point, start, method, self.align_seed, spec
+                )
+        extra: dict[str, dict[str, Any]] = {
+            "loss": {},
+            "accuracy": {},
+            "loss_barrier": {},
+            "error_barrier": {},
+            "distance": {},
+        }
+        for method, repair in self.kinds:
+            kind = curve_kind(method, repair)
+            first = flatten(starts[method])
+            fn = buffers_fn
+            if repair == "repair":
+                rows = repaired_rows(network, point, starts[method], self.alphas, spec, flatten)
+                points: Points = StackedPoints(rows.to(end_flat.dtype))
+            else:
+                points = SegmentPoints(first, end_flat, self.alphas)
+            if repair == "bn_reset":
+                count = self.bn_recompute_batches or len(source)
+                fn = BatchNormRecompute(point, source, count)
+            values, _ = evaluate_points(
+                point,
+                data,
+                points,
+                batching=self.batching,
+                buffers_fn=fn,
+                accuracy_fn=self.accuracy_fn,
+            )
+            curve = _result(self.alphas, values, result.num_samples, **_meta_of(result))
+            extra["loss"][kind] = curve.loss
+            extra["loss_barrier"][kind] = curve.loss_barrier
+            if curve.accuracy is not None and curve.error_barrier is not None:
+                extra["accuracy"][kind] = curve.accuracy
+                extra["error_barrier"][kind] = curve.error_barrier
+            extra["distance"][kind] = float(torch.linalg.vector_norm((end_flat - first).double()))
+        return dataclasses.replace(
+            result,
+            curves=[curve_kind(a, r) for a, r in self.kinds],
+            aligned_loss=extra["loss"],
+            aligned_accuracy=extra["accuracy"],
+            aligned_loss_barrier=extra["loss_barrier"],
+            aligned_error_barrier=extra["error_barrier"],
+            aligned_distance=extra["distance"],
+            align_output_diff=diffs,
+        )
 
     def __repr__(self) -> str:
         return (
             f"Interpolation(num_points={self.num_points}, alpha_range={self.alpha_range}, "
-            f"start={self.start!r}, name={self.name!r})"
+            f"start={self.start!r}, align={self.align}, repair={self.repair}, name={self.name!r})"
         )
+
+
+def _meta_of(result: InterpolationResult) -> dict[str, Any]:
+    return {
+        "start": result.start,
+        "start_distance": result.start_distance,
+        "bn_statistics": result.bn_statistics,
+        "batching": result.batching,
+    }
+
+
+def _choices(value: str | Sequence[str], key: str, allowed: Sequence[str]) -> list[str]:
+    """Return ``value`` as a list of distinct allowed names (a name or a list of names)."""
+    items = [value] if isinstance(value, str) else list(value) if value is not None else []
+    ok = bool(items) and all(isinstance(v, str) and v in allowed for v in items)
+    require(ok, key, value, f"one of {list(allowed)} or a non-empty list of them")
+    return list(dict.fromkeys(items))
 
 
 def barrier(alpha: Sequence[float], values: Sequence[float]) -> tuple[float, float]:

@@ -6,7 +6,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from typing import Any, Literal
 
 import torch
@@ -18,6 +18,7 @@ from lsuite.functional.params import Params
 from lsuite.probes.base import Probe, ProbeResult
 from lsuite.probes.data_source import Batch, DataSource, PeerFailure
 from lsuite.probes.point import BatchNormMode, LossFn, resolve_dtype, snapshot
+from lsuite.probes.progress import Listener, listening
 from lsuite.results.records import make_failure_record, make_record
 from lsuite.session.guard import CHECK_ENV, preserved_training_state
 from lsuite.session.outputs import Outputs, publish
@@ -72,7 +73,7 @@ def measure_module(
     outputs: Outputs,
     sync: Sync = _ONE_PROCESS,
     on_error: OnError = "raise",
-    progress: bool = False,
+    progress: bool | Listener = False,
     optimizers: Sequence[Optimizer] = (),
 ) -> ProbeResult | None:
     """Measure ``module`` with ``probe`` and publish the record; every rank calls this together.
@@ -109,7 +110,9 @@ def measure_module(
         outputs: where records, scalars and plots go.
         sync: the ranks measuring together.
         on_error: ``"raise"`` or ``"warn"`` (see above).
-        progress: show a progress line on rank zero for a probe that runs longer than ~2 s.
+        progress: True to show a progress line on rank zero for a probe that runs longer than
+            ~2 s, or a `lsuite.probes.progress.Listener` that shows it elsewhere (the
+            training bar's line); rank zero only in either case.
         optimizers: the optimizers whose state the guard checks.
 
     Returns:
@@ -132,7 +135,7 @@ def measure_module(
             preserved_training_state(module, optimizers, check=check),
             torch.enable_grad(),
             _no_autocast(device),
-            progress_line(probe.name, progress and sync.is_zero),
+            _progress(probe.name, progress, sync),
         ):
             data = {
                 split: DataSource(
@@ -179,6 +182,20 @@ def measure_module(
         )
     publish(outputs, record, {"failed": 1.0}, sync=sync)
     return None
+
+
+def _progress(name: str, progress: bool | Listener, sync: Sync) -> Any:
+    """Return the context that shows the probe's progress on rank zero, or does nothing."""
+    if callable(progress):
+        if not sync.is_zero:
+            return nullcontext()
+        stack = ExitStack()
+        close = getattr(progress, "close", None)
+        if close is not None:
+            stack.callback(close)
+        stack.enter_context(listening(progress))
+        return stack
+    return progress_line(name, progress and sync.is_zero)
 
 
 def _no_autocast(device: torch.device) -> Any:

@@ -71,7 +71,13 @@ class ProgressLine:
             transient=True,
         )
         self._task = self._progress.add_task(f"probe {self.name}", total=self.total)
-        self._progress.start()
+        from rich.errors import LiveError
+
+        try:
+            self._progress.start()
+        except LiveError:  # another live display (a caller's own bar) owns the terminal
+            self._progress = None
+            self.delay = float("inf")
 
 
 def _console() -> Any:

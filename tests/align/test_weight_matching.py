@@ -84,3 +84,17 @@ def test_max_iter_is_checked(zoo):
     spec = permutation_spec(model, zoo.inputs("mlp"))
     with pytest.raises(ConfigError, match="max_iter: got 0"):
         weight_matching(spec, model.state_dict(), model.state_dict(), max_iter=0)
+
+
+def test_threads_are_restored_and_do_not_change_the_result(zoo):
+    model, other = zoo.make("resnet-batch"), zoo.make("resnet-batch", seed=1)
+    spec = permutation_spec(model, zoo.inputs("resnet-batch"))
+    before = torch.get_num_threads()
+    one = weight_matching(spec, model.state_dict(), other.state_dict())
+    assert torch.get_num_threads() == before
+    kept = weight_matching(spec, model.state_dict(), other.state_dict(), threads=None)
+    for name, perm in one.perms.items():
+        assert torch.equal(kept.perms[name], perm), name
+    assert one.objective == pytest.approx(kept.objective, rel=1e-12)
+    with pytest.raises(ConfigError, match="threads: got 0"):
+        weight_matching(spec, model.state_dict(), other.state_dict(), threads=0)

@@ -43,9 +43,9 @@ def results():
             "hessian_spectrum": HessianSpectrum(num_runs=2, lanczos_steps=6, num_points=16).measure(
                 model, train, generator=g()
             ),
-            "interpolation": Interpolation(num_points=5).measure(
-                model, train, val_batches=val, start=mlp(0)
-            ),
+            "interpolation": Interpolation(
+                num_points=5, align=["none", "weight"], repair=["none", "repair"]
+            ).measure(model, train, val_batches=val, start=mlp(0)),
             "line": Line(num_points=5).measure(model, train, generator=g()),
             "plane": Plane(num_points=3).measure(model, train, val_batches=val, generator=g()),
             "sharpness": Sharpness(rho=[0.01], steps=1, sigma=[0.01], num_samples=2).measure(
