@@ -23,7 +23,7 @@ _EXPORTS = {
     "HessianOperator": "lsuite.probes.hessian_operator",
     "hessian_eigenpairs": "lsuite.linalg.operator_eigenpairs",
     "HessianTrace": "lsuite.probes.hessian_trace",
-    "HessianEigenvalues": "lsuite.probes.hessian_eigs",
+    "HessianEigenvalues": "lsuite.probes.hessian_eigenvalues",
     "HessianSpectrum": "lsuite.probes.hessian_spectrum",
     "Interpolation": "lsuite.probes.interpolation",
     "Sharpness": "lsuite.probes.sharpness",

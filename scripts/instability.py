@@ -18,8 +18,10 @@ below 2% (Frankle et al.'s threshold), and writes ``instability_<model>.csv`` an
 from there (``init_from`` paths are relative); the children's job directories are
 ``children/<job number>`` (each one's ``config.yaml`` records its ``init_from`` and ``data_seed``).
 
-Usage: ``python scripts/instability.py [--model cnn] [--epochs 6] [--ks 0,10,20,35]
-[--every 5] [--smoke] [--out DIR] [--figures DIR]``.
+Usage: ``python scripts/instability.py [--model cnn] [--data mnist1d] [--epochs 15]
+[--ks 0,15,30,60,90] [--every 15] [--smoke] [--out DIR] [--figures DIR] [OVERRIDE ...]``.
+``model=resnet`` needs 2-D inputs (``(C, H, W)``), so not MNIST-1D: ``--model resnet --data
+digits``.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ def last_interpolation(run_dir: Path) -> dict[str, Any]:
     return result
 
 
-def plot(rows: list[dict[str, Any]], model: str, path: Path) -> None:
+def plot(rows: list[dict[str, Any]], title: str, path: Path) -> None:
     """Draw the error barrier (train, val) against k, with the 2% threshold."""
     import matplotlib
 
@@ -94,7 +96,7 @@ def plot(rows: list[dict[str, Any]], model: str, path: Path) -> None:
     ax.axhline(100 * THRESHOLD, color="grey", ls="--", lw=1, label="2%")
     ax.set_xlabel("k (parent steps before the children split)")
     ax.set_ylabel("error barrier (%)")
-    ax.set_title(f"Instability: {model} on MNIST-1D")
+    ax.set_title(f"Instability: {title}")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -105,34 +107,42 @@ def main() -> None:
     """Run the three stages and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="cnn")
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--ks", default="0,10,20,35", help="parent steps k, multiples of --every")
-    parser.add_argument("--every", type=int, default=5, help="trajectory checkpoint interval")
+    parser.add_argument("--data", default="mnist1d", help="mnist1d or digits (ResNet: 2-D input)")
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument(
+        "--ks", default="0,15,30,60,90", help="parent steps k, multiples of --every"
+    )
+    parser.add_argument("--every", type=int, default=15, help="trajectory checkpoint interval")
     parser.add_argument("--seeds", default="1,2", help="the two children's data_seed")
     parser.add_argument("--smoke", action="store_true", help="tiny: 1 epoch of 6 batches")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--figures", type=Path, default=ROOT / "scripts" / "figures")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per command")
+    parser.add_argument("overrides", nargs="*", help="lsuite-train overrides, e.g. optim.lr=0.1")
     args = parser.parse_args()
     ks = [int(k) for k in args.ks.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     if len(seeds) != 2 or any(k % args.every for k in ks):
         parser.error("--seeds needs two values and every k must be a multiple of --every")
-    out = (args.out or ROOT / "runs" / f"instability_{args.model}").resolve()
+    name = args.model if args.data == "mnist1d" else f"{args.model}_{args.data}"
+    out = (args.out or ROOT / "runs" / f"instability_{name}").resolve()
     out.mkdir(parents=True, exist_ok=True)
     args.figures.mkdir(parents=True, exist_ok=True)
     common = [
         "experiment=instability",
         f"model={args.model}",
+        f"data={args.data}",
         f"trainer.max_epochs={args.epochs}",
-        f"data.data_dir={out / 'data'}",
+        *args.overrides,
     ]
+    if args.data == "mnist1d":
+        common.append(f"data.data_dir={out / 'data'}")  # generated once, then read
     points, batches = 13, 4
     if args.smoke:
         common += ["trainer.limit_train_batches=6", "trainer.limit_val_batches=1"]
         points, batches = 5, 1
     start = time.perf_counter()
-    print(f"# instability: {args.model}, {args.epochs} epochs, k in {ks}, in {out}")
+    print(f"# instability: {args.model} on {args.data}, {args.epochs} epochs, k in {ks}, in {out}")
     run(
         [
             str(BIN / "lsuite-train"),
@@ -192,13 +202,13 @@ def main() -> None:
                 "val_error_ends": (1 - accuracy[0], 1 - accuracy[-1]),
             }
         )
-    stem = args.figures / f"instability_{args.model}{'_smoke' if args.smoke else ''}"
+    stem = args.figures / f"instability_{name}{'_smoke' if args.smoke else ''}"
     with stem.with_suffix(".csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["k", *FIELDS])
         for r in rows:
             writer.writerow([r[key] for key in ("k", *FIELDS)])
-    plot(rows, args.model, stem.with_suffix(".png"))
+    plot(rows, f"{args.model} on {args.data}", stem.with_suffix(".png"))
     print("| k | train error barrier | val error barrier | val loss barrier | children val error |")
     print("|---|---|---|---|---|")
     for r in rows:

@@ -7,6 +7,7 @@ the validation loss and error barriers and draws barrier against width::
 
     python scripts/rebasin.py                       # sweep in multirun/rebasin
     python scripts/rebasin.py --out /tmp/rb --skip-train   # re-measure an existing sweep
+    python scripts/rebasin.py --out /tmp/rb --skip-train --reuse   # only widths not measured
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("multirun/rebasin"))
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--split", default="val")
+    parser.add_argument("--reuse", action="store_true", help="keep widths already measured")
     ns = parser.parse_args()
     if not ns.skip_train:
         cmd = [sys.executable, "-m", "lsuite.train", "experiment=rebasin"]
@@ -51,7 +53,9 @@ def main() -> None:
     for width in WIDTHS:
         directory = ns.out / f"width_{width}"
         cmd = [sys.executable, "-m", "lsuite.probe", str(directory), "--pairs", "--no-progress"]
-        subprocess.run([*cmd, *PROBE], check=True, timeout=1800)
+        done = (directory / f"pairs_{ns.split}_error_barrier_{KINDS[-1]}.csv").is_file()
+        if not (ns.reuse and done):
+            subprocess.run([*cmd, *PROBE], check=True, timeout=1800)
         table[width] = {
             kind: (
                 barrier(directory, ns.split, "loss", kind),

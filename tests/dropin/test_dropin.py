@@ -11,7 +11,7 @@ from torch import nn
 from torch.func import functional_call
 
 from lsuite.callbacks import ProbeCallback
-from lsuite.probes.hessian_eigs import HessianEigenvalues
+from lsuite.probes.hessian_eigenvalues import HessianEigenvalues
 from lsuite.probes.hessian_trace import HessianTrace
 from lsuite.results.jsonl import read_records
 

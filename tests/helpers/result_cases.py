@@ -9,7 +9,7 @@ import torch
 from landscape_cases import batches_for, mlp
 
 from lsuite.probes.base import to_jsonable
-from lsuite.probes.hessian_eigs import HessianEigenvalues
+from lsuite.probes.hessian_eigenvalues import HessianEigenvalues
 from lsuite.probes.hessian_spectrum import HessianSpectrum
 from lsuite.probes.hessian_trace import HessianTrace
 from lsuite.probes.interpolation import Interpolation

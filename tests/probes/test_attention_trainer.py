@@ -7,7 +7,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lsuite.callbacks.probe_callback import ProbeCallback
-from lsuite.probes.hessian_eigs import HessianEigenvalues
+from lsuite.probes.hessian_eigenvalues import HessianEigenvalues
 from lsuite.probes.hessian_spectrum import HessianSpectrum
 from lsuite.probes.hessian_trace import HessianTrace
 from lsuite.probes.interpolation import Interpolation

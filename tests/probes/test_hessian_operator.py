@@ -93,7 +93,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from lsuite.probes.data_source import DataSource
-from lsuite.probes.hessian_eigs import HessianEigenvalues
+from lsuite.probes.hessian_eigenvalues import HessianEigenvalues
 from lsuite.probes.hessian_operator import HessianOperator
 from lsuite.probes.hessian_spectrum import HessianSpectrum
 from lsuite.probes.hessian_trace import HessianTrace
@@ -145,7 +145,7 @@ def test_two_gloo_ranks_equal_one_process(mlp, tmp_path):
     import subprocess
     import sys
 
-    from lsuite.probes.hessian_eigs import HessianEigenvalues
+    from lsuite.probes.hessian_eigenvalues import HessianEigenvalues
     from lsuite.probes.hessian_spectrum import HessianSpectrum
     from lsuite.probes.hessian_trace import HessianTrace
 

@@ -227,3 +227,4 @@ def test_config_file_builds_the_probe():
     kwargs = {k: v for k, v in OmegaConf.to_container(node).items() if k != "_target_"}
     probe = Interpolation(**kwargs)
     assert probe.name == "interpolation" and probe.start == "init"
+    assert probe.align == ["none"] and probe.repair == ["none"] and probe.kinds == []

@@ -8,7 +8,7 @@ from torch import nn
 from lsuite.errors import ConfigError
 from lsuite.functional.params import flatten
 from lsuite.probes.data_source import DataSource
-from lsuite.probes.hessian_eigs import HessianEigenvalues
+from lsuite.probes.hessian_eigenvalues import HessianEigenvalues
 from lsuite.probes.hessian_operator import HessianOperator
 from lsuite.probes.hessian_spectrum import HessianSpectrum
 from lsuite.probes.hessian_trace import HessianTrace

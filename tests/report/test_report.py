@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lsuite.probes.hessian_eigs import HessianEigenvaluesResult
+from lsuite.probes.hessian_eigenvalues import HessianEigenvaluesResult
 from lsuite.probes.hessian_trace import HessianTraceResult
 from lsuite.report.cli import main, report
 from lsuite.report.runs import find_runs, measurements, parse_value, read_run

@@ -13,7 +13,7 @@ from lsuite.errors import ConfigError
 from lsuite.functional.params import flatten
 from lsuite.linalg.operator import DenseOperator
 from lsuite.linalg.operator_eigenpairs import hessian_eigenpairs
-from lsuite.probes.hessian_eigs import HessianEigenvalues, HessianEigenvaluesResult
+from lsuite.probes.hessian_eigenvalues import HessianEigenvalues, HessianEigenvaluesResult
 from lsuite.probes.hessian_operator import HessianOperator
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "probes"
