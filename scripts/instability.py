@@ -118,6 +118,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--figures", type=Path, default=ROOT / "scripts" / "figures")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per command")
+    parser.add_argument(
+        "--probe-set", action="append", default=[], help="lsuite-probe override (repeatable)"
+    )
+    parser.add_argument("--reuse", action="store_true", help="keep --out's runs: stage 3 only")
     parser.add_argument("overrides", nargs="*", help="lsuite-train overrides, e.g. optim.lr=0.1")
     args = parser.parse_args()
     ks = [int(k) for k in args.ks.split(",")]
@@ -143,36 +147,37 @@ def main() -> None:
         points, batches = 5, 1
     start = time.perf_counter()
     print(f"# instability: {args.model} on {args.data}, {args.epochs} epochs, k in {ks}, in {out}")
-    run(
-        [
-            str(BIN / "lsuite-train"),
-            *common,
-            "callbacks=[default,trajectory]",
-            f"callbacks.trajectory.every_n_train_steps={args.every}",
-            "callbacks.trajectory.filename='step{step}'",
-            "hydra.run.dir=parent",
-        ],
-        out,
-        out / "parent.log",
-        args.timeout,
-    )
-    inits = ["null" if k == 0 else f"parent/checkpoints/step{k}.ckpt" for k in ks]
-    run(
-        [
-            str(BIN / "lsuite-train"),
-            "-m",
-            *common,
-            f"data_seed={args.seeds}",
-            f"init_from={','.join(inits)}",
-            "hydra.sweep.dir=children",
-            # job directories children/<job number>: lsuite-probe reads an argument holding "="
-            # as an override, and a path with "," cannot be a Hydra value
-            "hydra.sweep.subdir=${hydra.job.num}",
-        ],
-        out,
-        out / "children.log",
-        args.timeout,
-    )
+    if not args.reuse:
+        run(
+            [
+                str(BIN / "lsuite-train"),
+                *common,
+                "callbacks=[default,trajectory]",
+                f"callbacks.trajectory.every_n_train_steps={args.every}",
+                "callbacks.trajectory.filename='step{step}'",
+                "hydra.run.dir=parent",
+            ],
+            out,
+            out / "parent.log",
+            args.timeout,
+        )
+        inits = ["null" if k == 0 else f"parent/checkpoints/step{k}.ckpt" for k in ks]
+        run(
+            [
+                str(BIN / "lsuite-train"),
+                "-m",
+                *common,
+                f"data_seed={args.seeds}",
+                f"init_from={','.join(inits)}",
+                "hydra.sweep.dir=children",
+                # job directories children/<job number>: lsuite-probe reads an argument holding "="
+                # as an override, and a path with "," cannot be a Hydra value
+                "hydra.sweep.subdir=${hydra.job.num}",
+            ],
+            out,
+            out / "children.log",
+            args.timeout,
+        )
     children = children_by_k(out / "children")
     rows = []
     for k in ks:
@@ -185,6 +190,7 @@ def main() -> None:
                 f"probes.interpolation.probe.start={second / 'checkpoints' / 'last.ckpt'}",
                 f"probes.interpolation.probe.num_points={points}",
                 f"probes.interpolation.num_batches={batches}",
+                *args.probe_set,
                 "--no-progress",
             ],
             out,
