@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,6 +36,9 @@ from lsuite.probes.aligned_curves import (
 from lsuite.probes.base import Probe, ProbeData, ProbeResult
 from lsuite.probes.batch_norm_stats import BatchNormRecompute, batch_norm_statistics
 from lsuite.probes.point import ModelPoint, as_params
+
+log = logging.getLogger(__name__)
+_warned: set[str] = set()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -256,13 +260,25 @@ class Interpolation(Probe):
             buffers_fn=buffers_fn,
             accuracy_fn=self.accuracy_fn,
         )
+        statistics = batch_norm_statistics(point, recomputed=buffers_fn is not None)
+        if statistics == "point" and parse_spec(self.start, "start", check_files=False).kind in (
+            "file",
+            "run",
+        ):
+            _warn_once(
+                f"{self.name}: start={self.start!r} is another solution, but every point of the "
+                "line "
+                "uses the measured weights' BatchNorm running statistics (the start's own are not "
+                "used), which can inflate the barrier; set bn_recompute_batches > 0 to recompute "
+                "them at every alpha"
+            )
         result = _result(
             self.alphas,
             values,
             {k: s.num_samples for k, s in data.items()},
             start=label,
             start_distance=float(torch.linalg.vector_norm((end_flat - start_flat).double())),
-            bn_statistics=batch_norm_statistics(point, recomputed=buffers_fn is not None),
+            bn_statistics=statistics,
             batching=mode,
         )
         if not self.kinds:
@@ -439,3 +455,10 @@ def _result(
         num_samples=num_samples,
         **meta,
     )
+
+
+def _warn_once(message: str) -> None:
+    """Log ``message`` as a warning the first time it is seen in this process."""
+    if message not in _warned:
+        _warned.add(message)
+        log.warning(message)
