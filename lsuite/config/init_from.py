@@ -11,12 +11,8 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from lsuite.anchors.files import match_keys
 from lsuite.errors import ConfigError
-
-try:  # the point-spec room (lsuite/anchors/) where it exists, the probes' module otherwise
-    from lsuite.anchors.files import match_keys
-except ImportError:  # pragma: no cover - older layout
-    from lsuite.probes.weight_anchors import match_keys  # type: ignore[no-redef]
 
 log = logging.getLogger("lsuite")
 

@@ -55,7 +55,7 @@ class InterpolationResult(ProbeResult):
         alpha: ``(N,)`` positions.
         loss: split -> ``(N,)`` mean loss.
         accuracy: split -> ``(N,)`` accuracy: top-1 where the targets are class indices (see
-            `lsuite.probes.grid_eval.class_targets`, ``(B*T, V)`` outputs with ``(B, T)``
+            `lsuite.evaluate.class_targets`, ``(B*T, V)`` outputs with ``(B, T)``
             targets included), or the probe's ``accuracy_fn``; None otherwise.
         loss_barrier: split -> loss barrier (>= 0).
         loss_barrier_alpha: split -> ``alpha`` where the loss barrier is attained.
@@ -136,7 +136,7 @@ class Interpolation(Probe):
     path (e.g. another run's ``last.ckpt``) or a run directory; see `lsuite.anchors`. The spec is
     resolved by the caller (`point_specs`) and passed to `run` as ``start``. Every point is
     evaluated on every split given (train and val when both are). Under DDP each rank evaluates
-    every point on its share of the batches (see `lsuite.probes.grid_eval`).
+    every point on its share of the batches (see `lsuite.evaluate`).
 
     Args:
         num_points: grid points ``N >= 2``, evenly spaced over ``alpha_range``.
@@ -146,7 +146,7 @@ class Interpolation(Probe):
         bn_recompute_batches: when > 0, recompute BatchNorm running statistics at every
             ``alpha`` on that many training probe batches per rank (as in mode-connectivity
             work); when 0, every point uses the end point's running statistics.
-        batching: ``"auto"``, ``"vmap"`` or ``"loop"`` (see `lsuite.probes.grid_eval`).
+        batching: ``"auto"``, ``"vmap"`` or ``"loop"`` (see `lsuite.evaluate`).
         accuracy_fn: ``accuracy_fn(outputs, targets)``, a batch's mean accuracy (a callable or
             a dotted path), for outputs whose top-1 accuracy is undefined; None: top-1.
         align: ``"none"``, ``"weight"`` (weight matching) or ``"activation"`` (activation

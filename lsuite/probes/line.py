@@ -48,7 +48,7 @@ class LineResult(ProbeResult):
         directions: the direction names, in order.
         loss: direction -> split -> ``(N,)`` mean loss.
         accuracy: direction -> split -> ``(N,)`` accuracy (top-1 where the targets are class
-            indices, see `lsuite.probes.grid_eval.class_targets`, or ``accuracy_fn``), else None.
+            indices, see `lsuite.evaluate.class_targets`, or ``accuracy_fn``), else None.
         width_minus: direction -> split -> the ``|t|`` below 0 at which the loss first exceeds
             ``loss(0) + delta`` (linear interpolation between grid points; the grid point
             itself when the loss there is not finite), or None when it never does on the grid.
@@ -99,7 +99,7 @@ class Line(Probe):
     through ``w``; declared in `point_specs`, passed to `run` as ``init``), ``gradient`` (the
     ascent direction of the mean loss on the primary split) and ``hessian`` (the top Hessian
     eigenvector on the primary split). Every split in ``data`` is evaluated. Under DDP each rank
-    evaluates every point on its share of the batches (see `lsuite.probes.grid_eval`).
+    evaluates every point on its share of the batches (see `lsuite.evaluate`).
 
     Args:
         directions: names of the directions, some of ``random``, ``radial``, ``init``,
@@ -110,7 +110,7 @@ class Line(Probe):
         delta: loss rise (absolute, > 0) that defines the width.
         keep_1d: keep biases and other 1-D parameters in the random direction (zeroed by
             default, as Li et al.'s ``biasbn``).
-        batching: ``"auto"``, ``"vmap"`` or ``"loop"`` (see `lsuite.probes.grid_eval`).
+        batching: ``"auto"``, ``"vmap"`` or ``"loop"`` (see `lsuite.evaluate`).
         accuracy_fn: ``accuracy_fn(outputs, targets)``, a batch's mean accuracy (a callable or
             a dotted path), for outputs whose top-1 accuracy is undefined; None: top-1.
         name: probe name (default ``"line"``).

@@ -62,7 +62,7 @@ class PlaneResult(ProbeResult):
         y: ``(R,)`` coordinates along ``d2``, containing 0.
         loss: split -> ``(R, R)`` mean loss.
         accuracy: split -> ``(R, R)`` accuracy (top-1 where the targets are class indices, see
-            `lsuite.probes.grid_eval.class_targets`, or ``accuracy_fn``), else None.
+            `lsuite.evaluate.class_targets`, or ``accuracy_fn``), else None.
         directions: ``random``, ``hessian``, ``trajectory`` or ``points``.
         normalization: ``filter`` (each filter of a direction has the norm of the weight
             filter, Li et al. 2018), ``model`` (``||d|| = ||w||``), ``unit`` (``||d|| = 1``) or
@@ -135,7 +135,7 @@ class Plane(Probe):
     "trajectory"}``, ``{"points": [...]}``), resolved by the caller and passed to `run`.
 
     Every split in ``data`` is evaluated. Under DDP each rank evaluates every grid point on its
-    share of the batches, which shares the work (see `lsuite.probes.grid_eval`).
+    share of the batches, which shares the work (see `lsuite.evaluate`).
 
     Args:
         directions: how the plane is chosen (above).
@@ -149,7 +149,7 @@ class Plane(Probe):
             al.'s ``biasbn``).
         hessian_which: ``"largest"`` (top two) or ``"extremes"`` (top and most negative).
         points: three weight specs for ``directions="points"``.
-        batching: ``"auto"``, ``"vmap"`` or ``"loop"`` (see `lsuite.probes.grid_eval`).
+        batching: ``"auto"``, ``"vmap"`` or ``"loop"`` (see `lsuite.evaluate`).
         accuracy_fn: ``accuracy_fn(outputs, targets)``, a batch's mean accuracy (a callable or
             a dotted path), for outputs whose top-1 accuracy is undefined; None: top-1.
         name: probe name (default ``"plane"``).

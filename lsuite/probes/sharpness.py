@@ -98,7 +98,7 @@ class Sharpness(Probe):
         sigma: Gaussian noise scales for ``average``.
         num_samples: noise draws per ``sigma``, ``>= 2`` (each evaluated at ``w + e`` and
             ``w - e``).
-        batching: how ``average``'s points are evaluated (see `lsuite.probes.grid_eval`).
+        batching: how ``average``'s points are evaluated (see `lsuite.evaluate`).
         name: probe name (default ``"sharpness"``).
 
     Raises:

@@ -14,11 +14,17 @@ from landscape_cases import (
 from torch import nn
 
 from lsuite.errors import ConfigError
+from lsuite.evaluate import (
+    AffinePoints,
+    SegmentPoints,
+    choose_batching,
+    evaluate_points,
+    grid_axis,
+    vmap_friendly,
+)
 from lsuite.functional.params import flatten, unflatten
 from lsuite.probes.batch_norm_stats import batch_norm_statistics
 from lsuite.probes.data_source import DataSource
-from lsuite.probes.grid_eval import choose_batching, evaluate_points, vmap_friendly
-from lsuite.probes.grid_points import AffinePoints, SegmentPoints, grid_axis
 from lsuite.probes.point import snapshot
 
 MODELS = {"mlp": mlp, "cnn_bn": cnn_bn}
