@@ -15,6 +15,7 @@ from lsuite.align.repair import (
     interpolate_state,
     interpolated_state,
     repair_state,
+    repair_states,
     reset_batch_norm,
 )
 from lsuite.align.spec import (
@@ -49,6 +50,7 @@ __all__ = [
     "permutation_spec",
     "random_perms",
     "repair_state",
+    "repair_states",
     "reset_batch_norm",
     "weight_matching",
 ]

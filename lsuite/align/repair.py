@@ -211,24 +211,55 @@ def repair_state(
     Returns:
         The repaired state dict at ``alpha``.
     """
+    return repair_states(model, state_a, state_b, [alpha], batches, spec, reduce_sum, eps)[0]
+
+
+def repair_states(
+    model: nn.Module,
+    state_a: Mapping[str, Tensor],
+    state_b: Mapping[str, Tensor],
+    alphas: Sequence[float],
+    batches: Sequence[Any],
+    spec: PermutationSpec | None = None,
+    reduce_sum: Callable[[Tensor], Tensor] | None = None,
+    eps: float = 1e-8,
+) -> list[dict[str, Tensor]]:
+    """Return `repair_state` at every ``alpha``, tracing and measuring the endpoints once.
+
+    Args:
+        model: the architecture (not modified).
+        state_a: state at ``alpha = 0``.
+        state_b: state at ``alpha = 1``, aligned to ``a``.
+        alphas: interpolation coefficients.
+        batches: this rank's probe batches.
+        spec: permutation spec of ``model`` (derived by tracing when None).
+        reduce_sum: all-reduce (sum) over ranks, or None.
+        eps: added to the measured standard deviation before dividing.
+
+    Returns:
+        The repaired state dicts, one per ``alpha``.
+    """
     example = first_inputs(batches, None)
     spec = spec if spec is not None else permutation_spec(model, example)
     graph = traced_copy(model, example, spec.fixed)
     targets = repair_targets(graph, spec)
     goals_a = channel_moments(graph, state_a, batches, targets, reduce_sum)
     goals_b = channel_moments(graph, state_b, batches, targets, reduce_sum)
-    state = interpolate_state(state_a, state_b, alpha)
-    for target in targets:
-        mean, std = channel_moments(graph, state, batches, [target], reduce_sum)[target.node]
-        goal_mean = (1 - alpha) * goals_a[target.node][0] + alpha * goals_b[target.node][0]
-        goal_std = (1 - alpha) * goals_a[target.node][1] + alpha * goals_b[target.node][1]
-        scale = goal_std / (std + eps)
-        weight, bias = f"{target.module}.weight", f"{target.module}.bias"
-        shape = (-1,) + (1,) * (state[weight].dim() - 1)
-        dtype = state[weight].dtype
-        state[weight] = state[weight] * scale.to(dtype).reshape(shape)
-        state[bias] = ((state[bias] - mean) * scale + goal_mean).to(dtype)
-    return state
+    states = []
+    for alpha in alphas:
+        state = interpolate_state(state_a, state_b, alpha)
+        for target in targets:
+            mean, std = channel_moments(graph, state, batches, [target], reduce_sum)[target.node]
+            goal_mean = (1 - alpha) * goals_a[target.node][0] + alpha * goals_b[target.node][0]
+            goal_std = (1 - alpha) * goals_a[target.node][1] + alpha * goals_b[target.node][1]
+            scale = goal_std / (std + eps)
+            weight, bias = f"{target.module}.weight", f"{target.module}.bias"
+            shape = (-1,) + (1,) * (state[weight].dim() - 1)
+            dtype = state[weight].dtype
+            state[weight] = state[weight] * scale.to(dtype).reshape(shape)
+            state[bias] = ((state[bias] - mean) * scale + goal_mean).to(dtype)
+        states.append(state)
+    return states
 
 
 def interpolated_state(

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from lsuite.align.activation_matching import activation_matching
 from lsuite.align.apply import apply_permutation
-from lsuite.align.repair import repair_state
+from lsuite.align.repair import repair_states
 from lsuite.align.spec import PermutationSpec
 from lsuite.align.tracing import permutation_spec
 from lsuite.align.weight_matching import weight_matching
@@ -208,19 +208,16 @@ def repaired_rows(
     """
     state_a = network.state(point, start)
     state_b = network.state(point, point.params)
-    rows = []
-    for alpha in alphas:
-        state = repair_state(
-            network.module,
-            state_a,
-            state_b,
-            float(alpha),
-            network.inputs,
-            spec,
-            reduce_sum=network.reduce_sum,
-        )
-        rows.append(flatten(network.params(point, state)))
-    return torch.stack(rows)
+    states = repair_states(
+        network.module,
+        state_a,
+        state_b,
+        [float(alpha) for alpha in alphas],
+        network.inputs,
+        spec,
+        reduce_sum=network.reduce_sum,
+    )
+    return torch.stack([flatten(network.params(point, state)) for state in states])
 
 
 def network_spec(network: PointNetwork) -> PermutationSpec:
