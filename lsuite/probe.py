@@ -61,10 +61,10 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     ns = parser.parse_intermixed_args(list(argv))
     positional = list(ns.args)
     ckpt = list(ns.ckpt or [])
-    positional += [c for c in ckpt if "=" in c]  # overrides after --ckpt's values
-    ns.ckpt = [c for c in ckpt if "=" not in c] or None
-    targets = [a for a in positional if "=" not in a]
-    ns.overrides = [a for a in positional if "=" in a]
+    positional += [c for c in ckpt if _is_override(c)]  # overrides after --ckpt's values
+    ns.ckpt = [c for c in ckpt if not _is_override(c)] or None
+    targets = [a for a in positional if not _is_override(a)]
+    ns.overrides = [a for a in positional if _is_override(a)]
     if len(targets) > 1:
         _fail(f"got several directories {targets}; expected one RUN_DIR or SWEEP_DIR")
     ns.target = Path(targets[0]) if targets else None
@@ -75,6 +75,18 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     if ns.out is not None and ns.weights is None:
         _fail("--out: only with --weights (records of a run go to the run directory)")
     return ns
+
+
+def _is_override(arg: str) -> bool:
+    """Whether ``arg`` is a ``key=value`` override rather than a path.
+
+    Hydra names sweep jobs after their overrides (``0_data_seed=1,optim=sam``), so an argument
+    that names an existing file or directory is a path even when it holds ``=``.
+
+    Returns:
+        True for an override.
+    """
+    return "=" in arg and not Path(arg).exists()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -20,8 +20,9 @@ from there (``init_from`` paths are relative); the children's job directories ar
 
 Usage: ``python scripts/instability.py [--model cnn] [--data mnist1d] [--epochs 15]
 [--ks 0,15,30,60,90] [--every 15] [--smoke] [--out DIR] [--figures DIR] [OVERRIDE ...]``.
-``model=resnet`` needs 2-D inputs (``(C, H, W)``), so not MNIST-1D: ``--model resnet --data
-digits``.
+``--model resnet`` is ResNet-20 with Conv1d / BatchNorm1d layers on MNIST-1D's ``(1, 40)``
+signals (Conv2d on ``--data digits``); the barrier's BatchNorm statistics are each child's own,
+interpolated along the line (``bn_statistics: interpolated`` in the records).
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def main() -> None:
     """Run the three stages and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="cnn")
-    parser.add_argument("--data", default="mnist1d", help="mnist1d or digits (ResNet: 2-D input)")
+    parser.add_argument("--data", default="mnist1d", help="mnist1d or digits")
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument(
         "--ks", default="0,15,30,60,90", help="parent steps k, multiples of --every"

@@ -21,3 +21,13 @@ def _clean_distributed_env(monkeypatch):
         monkeypatch.delenv(key, raising=False)
     for key in [k for k in os.environ if k.startswith("SLURM_")]:
         monkeypatch.delenv(key, raising=False)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the DDP tests one after another on one xdist worker (``--dist loadgroup``).
+
+    Each starts 2 gloo processes; two at once on 2 cores would be 4 processes racing for ports.
+    """
+    for item in items:
+        if item.get_closest_marker("ddp") is not None:
+            item.add_marker(pytest.mark.xdist_group("ddp"))

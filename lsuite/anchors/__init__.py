@@ -12,14 +12,15 @@ A probe declares the extra points it needs with ``Probe.point_specs() -> {name: 
 - ``WeightHistory(specs)`` keeps only the observations those specs name:
   ``observe(params, buffers, step=, epoch=)`` at fit start and each epoch end,
   ``resolve(spec, like)``, ``resolve_point(spec, like, like_buffers)``, ``state_dict()``.
-- ``resolve_points(probe.point_specs(), params, history=history)`` returns the ``run``
-  keyword arguments.
+- ``resolve_points(probe.point_specs(), params, buffers, history=history)`` returns the ``run``
+  keyword arguments (with ``buffers``, for probes with ``point_buffers``: states holding each
+  point's buffers too; ``as_state`` does the same for a module or state dict given directly).
 - ``load_point(spec, like_params, like_buffers) -> (params, buffers)`` reads a file or run
   directory (keys matched up to one prefix; a mismatch names the first key, both shapes, the file).
 """
 
 from lsuite.anchors.files import checkpoint_path, load_point, load_state, match_keys
-from lsuite.anchors.history import Observation, WeightHistory, resolve_points
+from lsuite.anchors.history import Observation, WeightHistory, as_state, resolve_points
 from lsuite.anchors.specs import (
     PointSpec,
     check_reachable,
@@ -32,6 +33,7 @@ __all__ = [
     "Observation",
     "PointSpec",
     "WeightHistory",
+    "as_state",
     "check_reachable",
     "checkpoint_path",
     "load_point",

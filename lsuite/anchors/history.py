@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from lsuite.anchors.files import load_point
 from lsuite.anchors.specs import OBSERVED_KINDS, PointSpec, parse_spec
@@ -178,19 +178,21 @@ def resolve_points(
     Args:
         specs: ``name -> spec`` or ``name -> [spec, ...]`` (from ``Probe.point_specs()``).
         params: the trainable parameters of the point being measured (the reference).
-        buffers: its buffers (unused for now: probes take parameters).
+        buffers: its buffers; when given (for probes with ``point_buffers``), every resolved
+            point is a state holding the point's buffers too (BatchNorm statistics: a file's or
+            run's own, an observation's when it kept them, the reference's for ``current``).
         history: observed weights; needed for ``init``, ``epoch:N``, ``step:N``, ``middle``
             and ``trajectory``.
 
     Returns:
         ``name -> Params``, ``name -> [Params, ...]`` for lists, and ``name -> [Observation,
-        ...]`` for ``trajectory``.
+        ...]`` for ``trajectory``; with ``buffers``, each ``Params`` is ``{**buffers,
+        **params}`` of that point.
 
     Raises:
         ConfigError: when a spec needs observed weights and there is no history, or cannot be
             resolved.
     """
-    del buffers
     out: dict[str, Any] = {}
     for name, value in specs.items():
         many = isinstance(value, (list, tuple))
@@ -204,7 +206,48 @@ def resolve_points(
                 )
             if parsed.kind == "trajectory":
                 resolved.append(list(history.observations))  # type: ignore[union-attr]
-            else:
+            elif buffers is None:
                 resolved.append((history or WeightHistory()).resolve(parsed, params, name))
+            else:
+                known = history or WeightHistory()
+                resolved.append(_resolve_state(known, parsed, params, buffers, name))
         out[name] = resolved if many else resolved[0]
     return out
+
+
+def _resolve_state(
+    history: WeightHistory, spec: PointSpec, params: Params, buffers: Params, key: str
+) -> Params:
+    """Return ``{**buffers, **params}`` of ``spec``; a file without buffers gives its params."""
+    try:
+        found_params, found_buffers = history.resolve_point(spec, params, buffers, key)
+    except ConfigError:
+        if not buffers or spec.kind not in ("file", "run"):
+            raise
+        found_params, found_buffers = history.resolve_point(spec, params, None, key)[0], {}
+    return {**found_buffers, **found_params}
+
+
+def as_state(weights: Any, like_params: Params, like_buffers: Params) -> Params:
+    """Return a module's or state dict's parameters and the buffers it holds, as one state.
+
+    Args:
+        weights: a module or a (state) dict holding at least the keys of ``like_params``.
+        like_params: the reference parameters (keys, shapes, device, dtype).
+        like_buffers: the reference buffers; those ``weights`` holds (same shape) are kept.
+
+    Returns:
+        ``{**buffers, **params}``: detached copies on the references' device (floating
+        tensors in their dtype).
+
+    Raises:
+        ConfigError: when a parameter is missing or a shape differs.
+    """
+    state = dict(weights.state_dict()) if isinstance(weights, nn.Module) else dict(weights)
+    out: Params = {}
+    for key, ref in like_buffers.items():
+        value = state.get(key)
+        if isinstance(value, Tensor) and tuple(value.shape) == tuple(ref.shape):
+            dtype = ref.dtype if ref.is_floating_point() else value.dtype
+            out[key] = value.detach().to(device=ref.device, dtype=dtype).clone()
+    return {**out, **as_params(state, like_params)}

@@ -83,7 +83,10 @@ def resolve(
     if not specs:
         return {}
     like = {n: p.detach() for n, p in trainable(module).items()}
-    points = resolve_points(specs, like, history=history)
+    buffers = None
+    if getattr(probe, "point_buffers", False):  # the points carry their BatchNorm statistics
+        buffers = {n: b.detach() for n, b in module.named_buffers()}
+    points = resolve_points(specs, like, buffers, history=history)
     return {k: _cast(v, dtype) for k, v in points.items()} if dtype is not None else points
 
 

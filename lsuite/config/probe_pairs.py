@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
+from lsuite.callbacks import probe_points
 from lsuite.config.probe_checkpoints import (
     ProbeJob,
     checkpoint_meta,
@@ -89,7 +90,9 @@ def measure_pairs(
     starts: list[Params] = []
     for point in points:
         load_checkpoint_into(job, read_checkpoint(point.checkpoint.path))
-        starts.append(trainable_params(job.module))
+        network = probe_points.network(job.module)  # the start's BatchNorm statistics too
+        buffers = {n: b.detach().clone() for n, b in network.named_buffers()}
+        starts.append({**buffers, **trainable_params(job.module)})
     values: dict[str, dict[tuple[int, int], float]] = {}
     for j, end in enumerate(points):
         if j == 0:

@@ -132,11 +132,20 @@ def with_implied_run_dir(args: Sequence[str]) -> list[str]:
 
 
 def _own_last_checkpoints(cfg: DictConfig, trainer: Trainer) -> list[Path]:
-    """Where this run's ``last.ckpt`` is saved: each checkpoint callback with ``save_last``."""
+    """Where this run's ``last.ckpt`` is saved.
+
+    Each checkpoint callback with ``save_last``, and each unmonitored one whose file is named
+    ``last`` (`LastCheckpoint`, ``callbacks.last_checkpoint``), in the trainer's order.
+
+    Returns:
+        The candidate paths, the default ``<run_dir>/checkpoints/last.ckpt`` last.
+    """
     found = []
     for callback in trainer.checkpoint_callbacks:
-        if isinstance(callback, ModelCheckpoint) and callback.save_last and callback.dirpath:
-            name = callback.CHECKPOINT_NAME_LAST + callback.FILE_EXTENSION
+        if not isinstance(callback, ModelCheckpoint) or not callback.dirpath:
+            continue
+        name = callback.CHECKPOINT_NAME_LAST + callback.FILE_EXTENSION
+        if callback.save_last or (callback.monitor is None and callback.filename == "last"):
             found.append(Path(callback.dirpath) / name)
     found.append(Path(cfg.run_dir) / "checkpoints" / LAST)
     return list(dict.fromkeys(found))

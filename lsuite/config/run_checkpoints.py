@@ -64,18 +64,23 @@ def describe(path: Path, loaded: Mapping[str, Any]) -> Checkpoint:
 
 
 def checkpoint_dir(run_dir: Path, cfg: Mapping[str, Any] | None = None) -> Path:
-    """Return where a run's checkpoints are: ``callbacks.model_checkpoint.dirpath`` or the default.
+    """Return where a run's checkpoints are: the checkpoint callbacks' ``dirpath`` or the default.
 
     Args:
         run_dir: the run directory.
-        cfg: the run's config (its ``callbacks.model_checkpoint.dirpath`` is used when set).
+        cfg: the run's config (``callbacks.model_checkpoint.dirpath``, else
+            ``callbacks.last_checkpoint.dirpath``, is used when set).
 
     Returns:
         The checkpoint directory (``<run_dir>/checkpoints`` by default).
     """
-    node = ((cfg or {}).get("callbacks") or {}).get("model_checkpoint") or {}
-    dirpath = node.get("dirpath") if isinstance(node, Mapping) else None
-    return Path(dirpath) if dirpath else run_dir / "checkpoints"
+    callbacks = (cfg or {}).get("callbacks") or {}
+    for key in ("model_checkpoint", "last_checkpoint"):
+        node = callbacks.get(key)
+        dirpath = node.get("dirpath") if isinstance(node, Mapping) else None
+        if dirpath:
+            return Path(dirpath)
+    return run_dir / "checkpoints"
 
 
 def find_checkpoints(directory: Path, choices: Sequence[str]) -> list[Checkpoint]:

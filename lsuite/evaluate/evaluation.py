@@ -47,7 +47,9 @@ def evaluate_points(
     Args:
         point: the frozen model (skeleton, buffers, loss function; its own weights are unused).
         data: probe batches by split.
-        points: the family of points, ``N`` of them.
+        points: the family of points, ``N`` of them; a family with ``buffers(index)`` (and
+            ``stack_buffers(slice)`` for ``vmap``; without it the loop is used) gives each point
+            its own buffers, e.g. interpolated BatchNorm statistics.
         batching: ``"auto"`` (the rule in the module doc), ``"vmap"`` or ``"loop"``.
         buffers_fn: per-point buffers (forces the loop), e.g. recomputed BatchNorm statistics;
             the point's buffers when None (a copy for ``bn_mode="train"``).
@@ -63,8 +65,12 @@ def evaluate_points(
     """
     flat = flat_params(point)
     all_batches = [b for source in data.values() for b in source.batches]
+    stacked_buffers = callable(getattr(points, "stack_buffers", None))  # vmap takes them too
+    per_point_buffers = buffers_fn is not None or (
+        callable(getattr(points, "buffers", None)) and not stacked_buffers
+    )
     mode, chunk = choose_batching(
-        point, all_batches, len(points), batching, per_point_buffers=buffers_fn is not None
+        point, all_batches, len(points), batching, per_point_buffers=per_point_buffers
     )
     buffers = point.buffers
     if point.bn_mode == "train":

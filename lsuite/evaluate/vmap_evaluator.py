@@ -27,8 +27,13 @@ def evaluate_vmap(
     accuracy_fn: AccuracyFn | None,
     indices: range,
 ) -> dict[str, Tensor]:
-    """Return per split the ``(num_local_batches, n, 2)`` loss and correct count of ``indices``."""
+    """Return per split the ``(num_local_batches, n, 2)`` loss and correct count of ``indices``.
+
+    A family with a ``stack_buffers(slice)`` method gives each point its own buffers (stacked
+    ``(K, *shape)``, vmapped with the parameters; eval-mode BatchNorm statistics).
+    """
     parts: dict[str, list[Tensor]] = {name: [] for name in data}
+    stack_buffers = getattr(points, "stack_buffers", None)
     batched = vmap(
         lambda p, x, y: _loss_and_accuracy(point, {**buffers, **p}, x, y, accuracy_fn),
         in_dims=(0, None, None),
@@ -38,6 +43,8 @@ def evaluate_vmap(
             part = slice(start, min(start + chunk, indices.stop))
             progress_advance(part.stop - part.start)
             params = unflatten(points.stack(part), point.params)  # (K, *shape) each
+            if callable(stack_buffers):
+                params = {**stack_buffers(part), **params}
             for name, source in data.items():
                 values = [batched(params, x, y) for x, y in source.batches]
                 size = part.stop - part.start

@@ -14,6 +14,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from torchmetrics.classification import MulticlassAccuracy
 
 from lsuite.errors import require
+from lsuite.optim.entropy_sgd import EntropySGD
 from lsuite.optim.sam import SAM
 
 OptimizerFactory = Callable[..., Optimizer]
@@ -96,7 +97,7 @@ class Classifier(LightningModule):
         return objective
 
     def should_log_training_step(self) -> bool:
-        """Whether this ``training_step`` call logs metrics (a second SAM pass does not)."""
+        """Whether this ``training_step`` call logs metrics (not SAM's or Entropy-SGD's reruns)."""
         optimizer = (
             self.trainer.optimizers[0] if self._trainer and self.trainer.optimizers else None
         )
@@ -124,13 +125,14 @@ class Classifier(LightningModule):
         A `SAM` optimizer is connected to this module: its second pass leaves BatchNorm
         statistics as the first pass set them, and under DDP its first backward skips the
         all-reduce when ``perturbation="local"`` (through the strategy's
-        ``block_backward_sync``).
+        ``block_backward_sync``). An `EntropySGD` optimizer is connected too: its Langevin steps
+        after the first leave BatchNorm statistics as the first set them.
 
         Returns:
             The optimizer, or a dict with the optimizer and its step-interval scheduler.
         """
         optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
-        if isinstance(optimizer, SAM):
+        if isinstance(optimizer, (SAM, EntropySGD)):
             strategy = self._trainer.strategy if self._trainer is not None else None
             optimizer.connect(self, no_sync=getattr(strategy, "block_backward_sync", None))
         if self.scheduler_factory is None:

@@ -1,4 +1,4 @@
-"""CIFAR-style residual network (ResNet-20 family) for 2-D ``(C, H, W)`` inputs.
+"""CIFAR-style residual network (ResNet-20 family) for ``(C, H, W)`` images or ``(C, L)`` signals.
 
 He, Zhang, Ren, Sun (2016), "Deep Residual Learning for Image Recognition", section 4.2.
 """
@@ -24,12 +24,15 @@ _BASE_CHANNELS = (16, 32, 64)
 
 
 class ResNet(nn.Module):
-    """ResNet for small images: 3x3 stem, three stages of basic blocks, global average pool, linear.
+    """ResNet for small inputs: 3x3 stem, three stages of basic blocks, global average pool, linear.
 
     Stage ``s`` (0, 1, 2) has ``(depth - 2) // 6`` basic blocks with
     ``round(width * (16, 32, 64)[s])`` channels; the first block of stages 1 and 2 has stride 2.
     A basic block computes ``relu(norm(conv(relu(norm(conv(x))))) + shortcut(x))``. Any input size
-    works (8x8 digits give feature maps of 8, 4 and 2). Parameters are named ``stem.conv.*``,
+    works (8x8 digits give feature maps of 8, 4 and 2). The layers follow the input: ``(C, H, W)``
+    images get Conv2d / BatchNorm2d (3x3 kernels), ``(C, L)`` signals such as MNIST-1D get Conv1d /
+    BatchNorm1d (kernels of 3; a length of 40 gives feature maps of 40, 20 and 10), with the
+    same parameter names. Parameters are named ``stem.conv.*``,
     ``stem.norm.*``, ``stages.<s>.<b>.{conv1,norm1,conv2,norm2}.*``,
     ``stages.<s>.0.shortcut.{conv,norm}.*`` (for ``shortcut: conv``) and ``head.*``.
 
@@ -40,7 +43,8 @@ class ResNet(nn.Module):
     weight is exactly zero (filter normalisation divides by filter norms).
 
     Args:
-        input_shape: per-sample shape without the batch dimension, ``(C, H, W)``.
+        input_shape: per-sample shape without the batch dimension, ``(C, H, W)`` (2-D layers)
+            or ``(C, L)`` (1-D layers).
         num_classes: number of output logits.
         depth: number of weighted layers, with ``(depth - 2) % 6 == 0`` (8, 14, 20, 32, 44, ...).
         width: multiplier on the stage channels 16, 32, 64.
@@ -69,10 +73,10 @@ class ResNet(nn.Module):
         super().__init__()
         shape = tuple(input_shape)
         require(
-            len(shape) == 3 and min(shape) >= 1,
+            len(shape) in (2, 3) and min(shape) >= 1,
             "model.input_shape",
             input_shape,
-            "(C, H, W) with positive sizes",
+            "(C, H, W) or (C, L) with positive sizes",
         )
         require(
             isinstance(num_classes, int) and num_classes >= 1,
@@ -104,11 +108,12 @@ class ResNet(nn.Module):
         blocks_per_stage = (depth - 2) // 6
         residual_scale = (3 * blocks_per_stage) ** -0.5 if norm == "none" else 1.0
         channels = [round(width * c) for c in _BASE_CHANNELS]
+        dims = len(shape) - 1
 
         self.stem = nn.Sequential(
             OrderedDict(
-                conv=_conv(shape[0], channels[0], 3, 1, norm),
-                norm=_make_norm(norm, channels[0], num_groups),
+                conv=_conv(dims, shape[0], channels[0], 3, 1, norm),
+                norm=_make_norm(dims, norm, channels[0], num_groups),
                 act=nn.ReLU(),
             )
         )
@@ -120,6 +125,7 @@ class ResNet(nn.Module):
                 stride = 2 if index > 0 and block == 0 else 1
                 blocks.append(
                     _BasicBlock(
+                        dims,
                         in_channels,
                         out_channels,
                         stride,
@@ -138,13 +144,13 @@ class ResNet(nn.Module):
         """Return class logits.
 
         Args:
-            x: inputs of shape ``(B, C, H, W)``.
+            x: inputs of shape ``(B, C, H, W)`` (or ``(B, C, L)`` for 1-D layers).
 
         Returns:
             Logits of shape ``(B, num_classes)``.
         """
-        x = self.stages(self.stem(x))  # (B, 64 * width, H / 4, W / 4)
-        return self.head(x.mean(dim=(2, 3)))
+        x = self.stages(self.stem(x))  # (B, 64 * width, H / 4, W / 4) or (B, 64 * width, L / 4)
+        return self.head(x.mean(dim=tuple(range(2, x.dim()))))
 
 
 class _BasicBlock(nn.Module):
@@ -152,6 +158,7 @@ class _BasicBlock(nn.Module):
 
     def __init__(
         self,
+        dims: int,
         in_channels: int,
         out_channels: int,
         stride: int,
@@ -161,17 +168,17 @@ class _BasicBlock(nn.Module):
         residual_scale: float,
     ) -> None:
         super().__init__()
-        self.conv1 = _conv(in_channels, out_channels, 3, stride, norm)
-        self.norm1 = _make_norm(norm, out_channels, num_groups)
-        self.conv2 = _conv(out_channels, out_channels, 3, 1, norm, scale=residual_scale)
-        self.norm2 = _make_norm(norm, out_channels, num_groups)
+        self.conv1 = _conv(dims, in_channels, out_channels, 3, stride, norm)
+        self.norm1 = _make_norm(dims, norm, out_channels, num_groups)
+        self.conv2 = _conv(dims, out_channels, out_channels, 3, 1, norm, scale=residual_scale)
+        self.norm2 = _make_norm(dims, norm, out_channels, num_groups)
         if stride == 1 and in_channels == out_channels:
             self.shortcut: nn.Module = nn.Identity()
         elif shortcut == "conv":
             self.shortcut = nn.Sequential(
                 OrderedDict(
-                    conv=_conv(in_channels, out_channels, 1, stride, norm),
-                    norm=_make_norm(norm, out_channels, num_groups),
+                    conv=_conv(dims, in_channels, out_channels, 1, stride, norm),
+                    norm=_make_norm(dims, norm, out_channels, num_groups),
                 )
             )
         else:
@@ -181,10 +188,11 @@ class _BasicBlock(nn.Module):
         """Apply the block.
 
         Args:
-            x: features of shape ``(B, C_in, H, W)``.
+            x: features of shape ``(B, C_in, H, W)`` (or ``(B, C_in, L)``).
 
         Returns:
-            Features of shape ``(B, C_out, ceil(H / stride), ceil(W / stride))``.
+            Features of shape ``(B, C_out, ceil(H / stride), ceil(W / stride))`` (or
+            ``(B, C_out, ceil(L / stride))``).
         """
         out = F.relu(self.norm1(self.conv1(x)))
         out = self.norm2(self.conv2(out))
@@ -203,24 +211,27 @@ class _PadShortcut(nn.Module):
         """Subsample and pad.
 
         Args:
-            x: features of shape ``(B, C, H, W)``.
+            x: features of shape ``(B, C, H, W)`` (or ``(B, C, L)``).
 
         Returns:
-            Features of shape ``(B, C + extra, ceil(H / stride), ceil(W / stride))``.
+            Features of shape ``(B, C + extra, ceil(H / stride), ceil(W / stride))`` (or
+            ``(B, C + extra, ceil(L / stride))``).
         """
-        x = x[:, :, :: self.stride, :: self.stride]
-        return F.pad(x, (0, 0, 0, 0, self.extra // 2, self.extra - self.extra // 2))
+        spatial = x.dim() - 2
+        x = x[(slice(None), slice(None)) + (slice(None, None, self.stride),) * spatial]
+        return F.pad(x, (0, 0) * spatial + (self.extra // 2, self.extra - self.extra // 2))
 
 
 def _conv(
+    dims: int,
     in_channels: int,
     out_channels: int,
     kernel_size: int,
     stride: int,
     norm: Norm,
     scale: float = 1.0,
-) -> nn.Conv2d:
-    conv = nn.Conv2d(
+) -> nn.Conv1d | nn.Conv2d:
+    conv = (nn.Conv1d if dims == 1 else nn.Conv2d)(
         in_channels,
         out_channels,
         kernel_size,
@@ -236,10 +247,10 @@ def _conv(
     return conv
 
 
-def _make_norm(norm: Norm, channels: int, num_groups: int) -> nn.Module:
+def _make_norm(dims: int, norm: Norm, channels: int, num_groups: int) -> nn.Module:
     if norm == "none":
         return nn.Identity()
     if norm == "batch":
-        return nn.BatchNorm2d(channels)
+        return nn.BatchNorm1d(channels) if dims == 1 else nn.BatchNorm2d(channels)
     groups = max(g for g in range(1, min(num_groups, channels) + 1) if channels % g == 0)
     return nn.GroupNorm(groups, channels)

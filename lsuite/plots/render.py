@@ -6,10 +6,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from lsuite.plots.curve_family import plot_curve
 from lsuite.plots.curves import plot_interpolation, plot_line
+from lsuite.plots.ensemble import plot_ensemble
 from lsuite.plots.landscape import plot_contour, plot_surface
 from lsuite.plots.spectrum import plot_spectrum
 from lsuite.probes.base import ProbeResult
+from lsuite.probes.curve import CurveResult
+from lsuite.probes.ensemble import EnsembleResult
 from lsuite.probes.hessian_spectrum import HessianSpectrumResult
 from lsuite.probes.interpolation import InterpolationResult
 from lsuite.probes.line import LineResult
@@ -24,6 +28,8 @@ PLOTS: dict[type[ProbeResult], list[tuple[str, Plot]]] = {
     LineResult: [("line", plot_line)],
     PlaneResult: [("contour", plot_contour), ("surface", plot_surface)],
     HessianSpectrumResult: [("spectrum", plot_spectrum)],
+    EnsembleResult: [("ensemble", plot_ensemble)],
+    CurveResult: [("curve", plot_curve)],
 }
 """Result class -> ``(file suffix, plot)``; a subclass of a listed class gets its plots."""
 
@@ -47,6 +53,8 @@ def render(record: ProbeRecord | Mapping[str, Any], directory: Path) -> list[Pat
         record = read_record(record)
     result, meta = record.result, record.meta
     plots = plots_for(result) if result is not None else []
+    if getattr(result, "skipped", None):  # a probe that had nothing to measure (curve)
+        plots = []
     directory = Path(directory)
     stem = str(meta.get("probe", type(result).__name__))
     if meta.get("step") is not None:

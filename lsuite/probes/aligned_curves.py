@@ -83,9 +83,14 @@ class PointNetwork:
     inputs: list[tuple[Tensor, ...]]
     reduce_sum: Callable[[Tensor], Tensor] | None
 
-    def state(self, point: ModelPoint, params: Params) -> dict[str, Tensor]:
-        """Return the module's state dict with ``params`` (point keys) over the point's buffers."""
-        merged = {**point.buffers, **params}
+    def state(
+        self, point: ModelPoint, params: Params, buffers: Params | None = None
+    ) -> dict[str, Tensor]:
+        """Return the module's state dict with ``params`` and ``buffers`` (point keys).
+
+        Buffers missing from ``buffers`` (all of them when None) are the point's.
+        """
+        merged = {**point.buffers, **(buffers or {}), **params}
         n = len(self.prefix)
         return {k[n:]: v for k, v in merged.items() if k.startswith(self.prefix)}
 
@@ -95,6 +100,11 @@ class PointNetwork:
         return {
             k: state[k[n:]] if k.startswith(self.prefix) else v for k, v in point.params.items()
         }
+
+    def buffers(self, like: Params, state: dict[str, Tensor]) -> Params:
+        """Return the buffers with the keys of ``like`` (point keys) read from a state dict."""
+        n = len(self.prefix)
+        return {k: state[k[n:]] if k.startswith(self.prefix) else v for k, v in like.items()}
 
 
 def point_network(point: ModelPoint, source: DataSource) -> PointNetwork:
@@ -148,8 +158,9 @@ def aligned_start(
     method: str,
     seed: int,
     spec: PermutationSpec,
-) -> tuple[Params, float]:
-    """Return the start weights permuted to match the point, and the function check.
+    start_buffers: Params | None = None,
+) -> tuple[Params, Params, float]:
+    """Return the start weights and buffers permuted to match the point, and the function check.
 
     Args:
         network: the point's network.
@@ -158,13 +169,16 @@ def aligned_start(
         method: ``"weight"`` or ``"activation"``.
         seed: weight matching's visiting order.
         spec: the network's permutation spec.
+        start_buffers: the start's own buffers (BatchNorm statistics, point keys), permuted
+            with its weights; None: the start runs with the point's buffers.
 
     Returns:
-        ``(aligned start (point keys), root-mean-square output change)`` over the probe
-        batches of all ranks (0 up to rounding).
+        ``(aligned start weights, their buffers (the keys of start_buffers; empty when None),
+        root-mean-square output change)``; the change is over the probe batches of all ranks
+        (0 up to rounding).
     """
     end_state = network.state(point, point.params)
-    start_state = network.state(point, start)
+    start_state = network.state(point, start, start_buffers)
     if method == "weight":
         perms = weight_matching(spec, end_state, start_state, seed=seed).perms
     else:
@@ -182,7 +196,8 @@ def aligned_start(
     if network.reduce_sum is not None:
         total = network.reduce_sum(total)
     diff = float((total[0] / total[1].clamp_min(1)).sqrt())
-    return network.params(point, permuted), diff
+    buffers = network.buffers(start_buffers, permuted) if start_buffers else {}
+    return network.params(point, permuted), buffers, diff
 
 
 def repaired_rows(
@@ -192,6 +207,7 @@ def repaired_rows(
     alphas: Sequence[float],
     spec: PermutationSpec,
     flatten: Callable[[Params], Tensor],
+    start_buffers: Params | None = None,
 ) -> Tensor:
     """Return REPAIR's renormalised weights at every ``alpha`` as ``(N, P)`` flat rows.
 
@@ -202,11 +218,13 @@ def repaired_rows(
         alphas: grid positions.
         spec: the network's permutation spec.
         flatten: params -> ``(P,)`` in the point's key order.
+        start_buffers: the (aligned) start's buffers; None: the point's. The statistics are
+            measured with the buffers interpolated along the line, as the curve evaluates them.
 
     Returns:
         The rows.
     """
-    state_a = network.state(point, start)
+    state_a = network.state(point, start, start_buffers)
     state_b = network.state(point, point.params)
     states = repair_states(
         network.module,

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lsuite.anchors.history import Observation, resolve_points
+from lsuite.anchors.history import Observation, as_state, resolve_points
 from lsuite.errors import ConfigError
 from lsuite.functional.params import Params
 from lsuite.probes.data_source import Batch, BatchAdapter, DataSource, default_batch_adapter
@@ -132,6 +132,10 @@ class Probe(ABC):
     needs_splits: ClassVar[tuple[str, ...]] = ()
     """Splits the probe needs besides the primary one (e.g. ``("val",)``)."""
 
+    point_buffers: ClassVar[bool] = False
+    """Whether the points of `point_specs` reach `run` with their buffers (BatchNorm statistics)
+    as well as their parameters, as one state dict (see `lsuite.anchors.resolve_points`)."""
+
     def __init__(self, name: str | None = None) -> None:
         self.name = name or _snake_case(type(self).__name__)
 
@@ -210,9 +214,12 @@ class Probe(ABC):
         generator = generator if generator is not None else torch.Generator().manual_seed(0)
         specs = self.point_specs()
         _check_points(self, points)
-        resolved: dict[str, Any] = {k: _as_point(v, point.params) for k, v in points.items()}
+        buffers = point.buffers if self.point_buffers else None
+        resolved = {k: _as_point(v, point.params, buffers) for k, v in points.items()}
         resolved.update(
-            resolve_points({k: v for k, v in specs.items() if k not in points}, point.params)
+            resolve_points(
+                {k: v for k, v in specs.items() if k not in points}, point.params, buffers
+            )
         )
         with point.context():  # all of the probe's arithmetic, not only its forwards
             result = self.run(point, data, generator=generator, **resolved)
@@ -245,13 +252,16 @@ class Probe(ABC):
         return f"{type(self).__name__}(name={self.name!r})"
 
 
-def _as_point(value: Any, like: Params) -> Any:
-    """Return a module or state dict as parameters (lists item by item; observations as is)."""
+def _as_point(value: Any, like: Params, buffers: Params | None = None) -> Any:
+    """Return a module or state dict as parameters (lists item by item; observations as is).
+
+    With ``buffers`` (a probe with ``point_buffers``), the buffers ``value`` holds come too.
+    """
     if isinstance(value, (list, tuple)):
-        return [_as_point(v, like) for v in value]
+        return [_as_point(v, like, buffers) for v in value]
     if isinstance(value, Observation):
         return value
-    return as_params(value, like)
+    return as_params(value, like) if buffers is None else as_state(value, like, buffers)
 
 
 def _check_points(probe: Probe, points: Mapping[str, Any]) -> None:

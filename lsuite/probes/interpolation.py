@@ -17,7 +17,6 @@ from lsuite.evaluate import (
     AccuracyFn,
     Batching,
     BuffersFn,
-    Points,
     SegmentPoints,
     SplitValues,
     evaluate_points,
@@ -36,6 +35,12 @@ from lsuite.probes.aligned_curves import (
 from lsuite.probes.base import Probe, ProbeData, ProbeResult
 from lsuite.probes.batch_norm_stats import BatchNormRecompute, batch_norm_statistics
 from lsuite.probes.point import ModelPoint, as_params
+from lsuite.probes.segment_buffers import (
+    BN_INTERPOLATED,
+    BufferedPoints,
+    covers_running_statistics,
+    start_buffers,
+)
 
 log = logging.getLogger(__name__)
 _warned: set[str] = set()
@@ -69,9 +74,12 @@ class InterpolationResult(ProbeResult):
         start: what ``alpha = 0`` is (``"init"``, ``"epoch:N"``, a path, or ``"anchor"`` when
             given as a keyword).
         start_distance: ``||w_end - w_start||`` (Euclidean, over all trainable parameters).
-        bn_statistics: BatchNorm statistics used at every point: ``"none"``, ``"batch"``,
-            ``"recomputed"`` (on ``bn_recompute_batches`` training batches per rank), or
-            ``"point"`` (the end point's running statistics).
+        bn_statistics: BatchNorm statistics of the naive curve: ``"none"`` (no BatchNorm),
+            ``"batch"`` (``bn_mode="train"``), ``"recomputed"`` (on ``bn_recompute_batches``
+            training batches per rank), ``"interpolated"`` (the start's and the end's own
+            running statistics interpolated with ``alpha``, clamped to ``[0, 1]``;
+            ``num_batches_tracked`` from the nearer end), or ``"point"`` (the end point's
+            running statistics everywhere: the start came without its buffers).
         batching: how points were evaluated, ``"vmap"`` or ``"loop"``.
         num_samples: split -> probe samples (all ranks).
         curves: curve kinds measured besides the naive one (``"weight"``, ``"weight_repair"``,
@@ -83,6 +91,9 @@ class InterpolationResult(ProbeResult):
         aligned_distance: kind -> ``||w_end - w_start||`` after aligning the start.
         align_output_diff: align method -> root-mean-square output change of the start point
             under its permutation over the probe batches (0 up to rounding: same function).
+        aligned_bn_statistics: kind -> BatchNorm statistics of that curve (as ``bn_statistics``;
+            ``"interpolated"`` uses the start's statistics permuted with its weights,
+            ``bn_reset`` curves are ``"recomputed"``).
     """
 
     alpha: list[float]
@@ -106,6 +117,7 @@ class InterpolationResult(ProbeResult):
     aligned_error_barrier: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
     aligned_distance: dict[str, float] = dataclasses.field(default_factory=dict)
     align_output_diff: dict[str, float] = dataclasses.field(default_factory=dict)
+    aligned_bn_statistics: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def scalars(self) -> dict[str, float]:
         """Return ``<split>_loss_barrier``, ``<split>_error_barrier``, ``<split>_max_rise``, ..."""
@@ -145,7 +157,11 @@ class Interpolation(Probe):
         start: the spec of the weights at ``alpha = 0`` (checked now: a missing file fails here).
         bn_recompute_batches: when > 0, recompute BatchNorm running statistics at every
             ``alpha`` on that many training probe batches per rank (as in mode-connectivity
-            work); when 0, every point uses the end point's running statistics.
+            work); when 0, the start's and the end's own running statistics are interpolated
+            with ``alpha`` (the start's permuted with its weights on aligned curves), so
+            ``alpha = 0`` is the start network exactly and ``alpha = 1`` the end network; a
+            start given without buffers (a state dict of parameters only) uses the end
+            point's statistics everywhere (``bn_statistics="point"``).
         batching: ``"auto"``, ``"vmap"`` or ``"loop"`` (see `lsuite.evaluate`).
         accuracy_fn: ``accuracy_fn(outputs, targets)``, a batch's mean accuracy (a callable or
             a dotted path), for outputs whose top-1 accuracy is undefined; None: top-1.
@@ -163,6 +179,9 @@ class Interpolation(Probe):
     Raises:
         ConfigError: for an argument out of range.
     """
+
+    point_buffers = True
+    """The start reaches `run` with its buffers: its own BatchNorm statistics."""
 
     def __init__(
         self,
@@ -222,7 +241,8 @@ class Interpolation(Probe):
             data: probe batches by split; every split is evaluated.
             generator: unused (the probe draws nothing).
             start: the weights at ``alpha = 0`` (same keys as ``point.params``), resolved
-                from the ``start`` spec.
+                from the ``start`` spec, and the start's buffers when it has them (keys of
+                ``point.buffers``: its BatchNorm statistics).
 
         Returns:
             The curves, barriers and monotonicity.
@@ -237,6 +257,7 @@ class Interpolation(Probe):
                 f"start: not given; {self.name} needs the weights of its start spec "
                 f"{self.start!r} passed as start= (see point_specs)"
             )
+        own_buffers = start_buffers(start, point)
         start = as_params(start, point.params)
         label = self.start
         buffers_fn = None
@@ -251,7 +272,12 @@ class Interpolation(Probe):
 
         end_flat = flatten(point.params)
         start_flat = flatten(start)
-        points = SegmentPoints(start_flat, end_flat, self.alphas)
+        statistics = batch_norm_statistics(point, recomputed=buffers_fn is not None)
+        if statistics == "point" and covers_running_statistics(own_buffers, point):
+            statistics = BN_INTERPOLATED
+        else:
+            own_buffers = {}
+        points = self._segment(SegmentPoints(start_flat, end_flat, self.alphas), own_buffers, point)
         values, mode = evaluate_points(
             point,
             data,
@@ -260,17 +286,14 @@ class Interpolation(Probe):
             buffers_fn=buffers_fn,
             accuracy_fn=self.accuracy_fn,
         )
-        statistics = batch_norm_statistics(point, recomputed=buffers_fn is not None)
         if statistics == "point" and parse_spec(self.start, "start", check_files=False).kind in (
             "file",
             "run",
         ):
             _warn_once(
-                f"{self.name}: start={self.start!r} is another solution, but every point of the "
-                "line "
-                "uses the measured weights' BatchNorm running statistics (the start's own are not "
-                "used), which can inflate the barrier; set bn_recompute_batches > 0 to recompute "
-                "them at every alpha"
+                f"{self.name}: start={self.start!r} came without BatchNorm running statistics, "
+                "so every point of the line uses the measured weights' (which can inflate the "
+                "barrier); save the start with its buffers or set bn_recompute_batches > 0"
             )
         result = _result(
             self.alphas,
@@ -283,7 +306,13 @@ class Interpolation(Probe):
         )
         if not self.kinds:
             return result
-        return self._aligned(result, point, data, start, end_flat, buffers_fn)
+        return self._aligned(result, point, data, start, own_buffers, end_flat, buffers_fn)
+
+    def _segment(self, points: Any, own_buffers: Params, point: ModelPoint) -> Any:
+        """Return ``points`` with buffers interpolated along the grid (when the start has them)."""
+        if not own_buffers:
+            return points
+        return BufferedPoints(points, self.alphas, own_buffers, point.buffers)
 
     def _aligned(
         self,
@@ -291,6 +320,7 @@ class Interpolation(Probe):
         point: ModelPoint,
         data: ProbeData,
         start: Params,
+        own_buffers: Params,
         end_flat: torch.Tensor,
         buffers_fn: BuffersFn | None,
     ) -> InterpolationResult:
@@ -299,11 +329,12 @@ class Interpolation(Probe):
         network = point_network(point, source)
         spec = network_spec(network)
         starts: dict[str, Params] = {"none": start}
+        buffers: dict[str, Params] = {"none": own_buffers}
         diffs: dict[str, float] = {}
         for method in self.align:
             if method != "none":
-                starts[method], diffs[method] = aligned_start(
-                    network, point, start, method, self.align_seed, spec
+                starts[method], buffers[method], diffs[method] = aligned_start(
+                    network, point, start, method, self.align_seed, spec, own_buffers or None
                 )
         extra: dict[str, dict[str, Any]] = {
             "loss": {},
@@ -311,19 +342,27 @@ class Interpolation(Probe):
             "loss_barrier": {},
             "error_barrier": {},
             "distance": {},
+            "bn_statistics": {},
         }
         for method, repair in self.kinds:
             kind = curve_kind(method, repair)
             first = flatten(starts[method])
             fn = buffers_fn
             if repair == "repair":
-                rows = repaired_rows(network, point, starts[method], self.alphas, spec, flatten)
-                points: Points = StackedPoints(rows.to(end_flat.dtype))
+                own = buffers[method] or None
+                rows = repaired_rows(
+                    network, point, starts[method], self.alphas, spec, flatten, own
+                )
+                points: Any = StackedPoints(rows.to(end_flat.dtype))
             else:
                 points = SegmentPoints(first, end_flat, self.alphas)
+            extra["bn_statistics"][kind] = result.bn_statistics
             if repair == "bn_reset":
                 count = self.bn_recompute_batches or len(source)
                 fn = BatchNormRecompute(point, source, count)
+                extra["bn_statistics"][kind] = "recomputed"
+            elif fn is None:
+                points = self._segment(points, buffers[method], point)
             values, _ = evaluate_points(
                 point,
                 data,
@@ -348,6 +387,7 @@ class Interpolation(Probe):
             aligned_error_barrier=extra["error_barrier"],
             aligned_distance=extra["distance"],
             align_output_diff=diffs,
+            aligned_bn_statistics=extra["bn_statistics"],
         )
 
     def __repr__(self) -> str:

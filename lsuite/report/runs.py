@@ -34,6 +34,8 @@ class Run:
         records: probe records by probe name (the file's stem), in file order; failure records
             (``result`` None, ``error`` set) included.
         unreadable: one line per record that could not be read (unknown kind, newer schema).
+        probes: the names of the probes its config asked for (``probes`` of ``config.yaml`` or
+            ``.hydra/config.yaml``); None when no config says.
     """
 
     directory: Path
@@ -43,6 +45,7 @@ class Run:
     metrics: dict[str, float] = field(default_factory=dict)
     records: dict[str, list[ProbeRecord]] = field(default_factory=dict)
     unreadable: list[str] = field(default_factory=list)
+    probes: frozenset[str] | None = None
 
     @property
     def name(self) -> str:
@@ -120,6 +123,7 @@ def read_run(directory: Path) -> Run:
         metrics={k: v for k, v in metrics.items() if v is not None},
         records=records,
         unreadable=unreadable,
+        probes=_configured_probes(directory),
     )
 
 
@@ -204,6 +208,27 @@ def _overrides(directory: Path) -> list[str] | None:
         found = content.get(key) if key and isinstance(content, dict) else content
         if isinstance(found, list):
             return [str(item) for item in found]
+    return None
+
+
+def _configured_probes(directory: Path) -> frozenset[str] | None:
+    """Return the names of the probes a run's config asked for (a probe's ``name`` or its key)."""
+    for path in (directory / "config.yaml", directory / ".hydra" / "config.yaml"):
+        try:
+            content = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            continue
+        if not isinstance(content, dict) or "probes" not in content:
+            continue
+        probes = content.get("probes") or {}
+        if not isinstance(probes, dict):
+            return None
+        names = set()
+        for key, spec in probes.items():
+            probe = spec.get("probe") if isinstance(spec, dict) else None
+            name = probe.get("name") if isinstance(probe, dict) else None
+            names.add(str(name or key))
+        return frozenset(names)
     return None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import fnmatch
 import io
 from collections.abc import Sequence
 from pathlib import Path
@@ -111,36 +112,82 @@ _STAGES = ("train", "val", "test")
 
 
 def shown_metrics(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """Return the final values worth a column and a figure, final metrics first, in order seen.
+    """Return the final values worth a column and a figure (the kept ones of `select_fields`)."""
+    return select_fields(rows)[0]
+
+
+def select_fields(
+    rows: Sequence[dict[str, Any]], patterns: Sequence[str] = ()
+) -> tuple[list[str], dict[str, list[str]]]:
+    """Return the final values worth a column and a figure, and those left out with why.
 
     Kept: final metrics (``test/acc``...) and probe fields (``<probe>/<field>``) that describe
     the model. Left out: estimator details (``num_*``, ``*stderr*``, ``*residual*``, per-layer
     values), values equal in every run that has them (settings such as a radius), and a field
     whose values repeat an earlier field's of the same probe in every run (``eigenvalue_0``
-    after ``top_eigenvalue``).
+    after ``top_eigenvalue``). With ``patterns`` (shell patterns such as ``hessian_*/trace``),
+    exactly the fields matching one of them are kept.
 
     Args:
         rows: `run_rows`.
+        patterns: shell patterns choosing the fields; empty: the rules above.
+
+    Returns:
+        The kept fields (final metrics first, then in order seen), and reason -> fields left
+        out (``estimator details``, ``the same in every run``, ``repeats of another field``,
+        ``not chosen by --fields``).
     """
     keys: dict[str, None] = {}
     for row in rows:
         keys.update(dict.fromkeys(k for k in row if "/" in k))
-    kept: list[str] = []
+    ordered = sorted(keys, key=lambda k: k.split("/")[0] not in _STAGES)
+    dropped: dict[str, list[str]] = {}
+    if patterns:
+        kept = [k for k in ordered if any(fnmatch.fnmatchcase(k, p) for p in patterns)]
+        rest = [k for k in ordered if k not in kept]
+        return kept, ({"not chosen by --fields": rest} if rest else {})
+    kept = []
     seen: set[tuple[str, tuple[str, ...]]] = set()
-    for key in sorted(keys, key=lambda k: k.split("/")[0] not in _STAGES):
+    for key in ordered:
         stage, _, field = key.partition("/")
         values = tuple(repr(row.get(key)) for row in rows)
         present = [row[key] for row in rows if row.get(key) is not None]
+        reason = None
         if stage not in _STAGES:
             if any(part in field for part in _ESTIMATE_FIELDS):
-                continue
-            if len(present) > 1 and len(set(map(repr, present))) == 1:
-                continue
-            if (stage, values) in seen:
-                continue
-            seen.add((stage, values))
-        kept.append(key)
-    return kept
+                reason = "estimator details"
+            elif len(present) > 1 and len(set(map(repr, present))) == 1:
+                reason = "the same in every run"
+            elif (stage, values) in seen:
+                reason = "repeats of another field"
+            else:
+                seen.add((stage, values))
+        if reason is None:
+            kept.append(key)
+        else:
+            dropped.setdefault(reason, []).append(key)
+    return kept, dropped
+
+
+def stderr_field(fields: Sequence[str], field: str) -> str | None:
+    """Return the name of the probe's recorded standard error of ``field``, if it has one.
+
+    ``<probe>/<name>_stderr`` belongs to ``<probe>/<name>`` (sharpness' ``average_sigma_*``);
+    a probe's plain ``stderr`` belongs to its first field (``hessian_trace/trace``).
+
+    Args:
+        fields: every field name of the probe records (``<probe>/<field>``), in record order.
+        field: a ``<probe>/<field>``.
+    """
+    probe, _, name = field.partition("/")
+    if probe in _STAGES or not name:
+        return None
+    if f"{field}_stderr" in fields:
+        return f"{field}_stderr"
+    own = [f for f in fields if f.partition("/")[0] == probe]
+    if f"{probe}/stderr" in own and own and own[0] == field:
+        return f"{probe}/stderr"
+    return None
 
 
 def failure_name(record: ProbeRecord) -> str:
@@ -153,8 +200,9 @@ def notes(runs: Sequence[Run]) -> list[str]:
     """Say which runs did not finish, have missing or fewer records, or failed measurements.
 
     Record counts compare the records written during training (``lsuite-probe`` records of
-    saved checkpoints are extra). Failed measurements are named with their error; records that
-    could not be read are listed.
+    saved checkpoints are extra). A run without records of a probe that its config did not ask
+    for (a sweep over ``probes``) is not a finding. Failed measurements are named with their
+    error; records that could not be read are listed.
 
     Returns:
         One line per finding, naming the run.
@@ -163,6 +211,7 @@ def notes(runs: Sequence[Run]) -> list[str]:
     for run in runs:
         for probe, records in run.records.items():
             most[probe] = max(most.get(probe, 0), len(_of_training(records)))
+    probe_swept = any(key.split(".")[0].lstrip("+~") == "probes" for key in swept_keys(runs))
     lines = []
     for run in runs:
         if run.status == "unknown":
@@ -173,6 +222,8 @@ def notes(runs: Sequence[Run]) -> list[str]:
             lines.append(f"{run.name}: {run.status}: {run.error or 'a final loss is not finite'}")
         for probe, count in most.items():
             have = len(_of_training(run.records.get(probe, [])))
+            if have == 0 and not _expects(run, probe, probe_swept):
+                continue
             if have == 0:
                 lines.append(f"{run.name}: no records of probe {probe}")
             elif have < count:
@@ -184,6 +235,13 @@ def notes(runs: Sequence[Run]) -> list[str]:
                 lines.append(f"{run.name}: failed measurement {failure_name(record)}: {what}")
         lines.extend(f"{run.name}: unreadable {line}" for line in run.unreadable)
     return lines
+
+
+def _expects(run: Run, probe: str, probe_swept: bool) -> bool:
+    """Whether ``run``'s config asked for ``probe`` (without one: unless probes are swept)."""
+    if run.probes is not None:
+        return probe in run.probes
+    return not probe_swept
 
 
 def _of_training(records: Sequence[ProbeRecord]) -> list[ProbeRecord]:

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from lsuite.align import apply_permutation, permutation_spec, random_perms
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "model"
-SHAPES = {"mlp": [(1, 8, 8), (40,)], "cnn": [(1, 40), (1, 8, 8)], "resnet": [(1, 8, 8)]}
+SHAPES = {"mlp": [(1, 8, 8), (40,)], "cnn": [(1, 40), (1, 8, 8)], "resnet": [(1, 8, 8), (1, 40)]}
 
 
 @pytest.mark.parametrize("path", sorted(CONF.glob("*.yaml")), ids=lambda p: p.stem)

@@ -33,7 +33,7 @@ def test_parent_and_child_command_lines_compose():
     assert parent.scheduler is None and parent.test is True
     assert parent.callbacks.trajectory.filename == "step{step}"
     assert parent.callbacks.trajectory.every_n_train_steps == 10
-    assert parent.callbacks.model_checkpoint.save_last is True
+    assert parent.callbacks.model_checkpoint is None and parent.callbacks.last_checkpoint
     assert "progress_bar" in parent.callbacks
     child = composed(["init_from=runs/parent/checkpoints/step10.ckpt", "data_seed=2"])
     assert child.init_from == "runs/parent/checkpoints/step10.ckpt" and child.data_seed == 2
@@ -73,3 +73,14 @@ def test_driver_smoke_writes_the_table_csv_and_png(tmp_path):
     text = [c.read_text() for c in children]
     assert all("step2.ckpt" in t for t in text)
     assert {"data_seed: 1" in t for t in text} == {True, False}
+
+
+def test_resnet20_runs_on_mnist1d_signals():
+    import torch
+    from hydra.utils import instantiate
+
+    cfg = composed(["model=resnet"])
+    assert cfg.model.depth == 20 and cfg.data._target_.endswith("MNIST1DDataModule")
+    net = instantiate(cfg.model)(input_shape=(1, 40), num_classes=10)
+    assert isinstance(net.stem.conv, torch.nn.Conv1d)
+    assert net(torch.randn(2, 1, 40)).shape == (2, 10)

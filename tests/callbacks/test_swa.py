@@ -206,8 +206,8 @@ def test_flat_minima_sweep_jobs_validate_and_probe_at_fit_end_only():
                 cfg = compose("train", overrides=overrides)
                 validate(cfg)
                 assert ("swa" in cfg.callbacks) == (callbacks == "swa")
-                checkpoint = cfg.callbacks.model_checkpoint
-                assert checkpoint.save_top_k == 0 and not checkpoint.save_last
+                assert cfg.callbacks.model_checkpoint is None
+                assert cfg.callbacks.last_checkpoint is None
                 assert set(cfg.probes) == {"hessian_trace", "hessian_eigenvalues", "sharpness"}
                 for probe in cfg.probes.values():
                     assert probe.every_n_epochs is None and probe.on_fit_end

@@ -116,3 +116,12 @@ def test_checkpoint_progress_counts_steps_on_a_terminal(monkeypatch, capsys):
         advance("last.ckpt: interpolation")
         advance(None)
     assert "2/2" in capsys.readouterr().err
+
+
+def test_parse_takes_a_sweep_job_directory_named_after_overrides(tmp_path):
+    job = tmp_path / "0_data_seed=1,optim=sam"
+    job.mkdir()
+    ckpt = job / "step=10.ckpt"
+    ckpt.touch()
+    ns = parse([str(job), "--ckpt", str(ckpt), "probes=[x]"])
+    assert ns.target == job and ns.ckpt == [str(ckpt)] and ns.overrides == ["probes=[x]"]

@@ -40,7 +40,8 @@ def commands(section: str) -> list[str]:
     """Return the ``lsuite-train`` command lines of a section, comments removed."""
     found = []
     for block in code_blocks(section):
-        for line in block:  # OMP_NUM_THREADS=1 lsuite-train ... too
+        joined = "\n".join(block).replace("\\\n", " ").splitlines()  # continuation lines
+        for line in joined:  # OMP_NUM_THREADS=1 lsuite-train ... too
             if re.match(r"(?:[A-Z_]+=\S*\s+)*lsuite-train(?:\s|$)", line):
                 found.append(line)
     return found
@@ -90,7 +91,19 @@ def test_error_example_prints_what_the_readme_says(line, expected, tmp_path):
 
 @pytest.mark.parametrize(
     "line",
-    commands("Composing runs") + commands("Optimizers that shape the landscape: SAM, ASAM, SWA"),
+    [
+        line
+        for section in (
+            "Composing runs",
+            "Optimizers that shape the landscape: SAM, ASAM, SWA",
+            "Subspaces trained from scratch (`module=subspace`)",
+            "Ensembles and function-space diversity (probes=ensemble, experiment=ensembles)",
+            "Generalization measures (`probes=generalization`)",
+            "Do flat minima generalize? `--correlate`, optimisation measures and MLI across a "
+            "sweep",
+        )
+        for line in commands(section)
+    ],
 )
 def test_example_command_parses_and_composes(line, tmp_path):
     """Each example composes and validates; a data set that is not on this machine may be

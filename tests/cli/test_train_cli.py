@@ -32,12 +32,19 @@ def run_cli(args, cwd, timeout=300, env_extra=None):
 
 def test_train_writes_config_checkpoint_and_metrics(tmp_path):
     run_dir = tmp_path / "run"
-    result = run_cli([*QUICK, "logger=[csv,wandb]", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    # lr 1e-12: validation accuracy never improves after epoch 0, so the best checkpoint stays at
+    # epoch 0 while last.ckpt must still follow the final weights (Lightning's save_last alone
+    # would leave it at epoch 0 too).
+    args = [*QUICK, "trainer.max_epochs=2", "optim.lr=1e-12", "logger=[csv,wandb]"]
+    result = run_cli([*args, f"hydra.run.dir={run_dir}"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (run_dir / "config.yaml").is_file()
     assert (run_dir / ".hydra" / "config.yaml").is_file()
-    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
-    assert list((run_dir / "checkpoints").glob("best-*.ckpt"))
+    checkpoints = run_dir / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["best-epoch000.ckpt", "last.ckpt"]
+    last = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=False)
+    best = torch.load(checkpoints / "best-epoch000.ckpt", map_location="cpu", weights_only=False)
+    assert last["epoch"] == 1 and last["global_step"] == 2 * best["global_step"] > 0
     metrics = (run_dir / "csv" / "metrics.csv").read_text()
     for key in ("train/loss", "train/acc", "val/loss", "val/acc", "test/acc"):
         assert key in metrics
@@ -122,3 +129,15 @@ def test_bad_input_stops_before_training_with_one_line(args, pattern, tmp_path):
     assert len(errors) == 1, result.stderr[-3000:]
     assert re.search(pattern, errors[0]), errors[0]
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_last_checkpoint_sits_beside_the_trajectory_checkpoints(tmp_path):
+    """Two unmonitored checkpoint callbacks, each every epoch: distinct state keys, one run."""
+    run_dir = tmp_path / "run"
+    args = [*QUICK, "trainer.max_epochs=2", "callbacks=[default,trajectory]", "logger=none"]
+    result = run_cli([*args, f"hydra.run.dir={run_dir}", "test=false"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    names = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert "last.ckpt" in names and len([n for n in names if n.startswith("step")]) == 2
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["epoch"] == 1

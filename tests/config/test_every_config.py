@@ -92,7 +92,7 @@ def build_everything(cfg, tmp_path):
     datamodule = instantiate(cfg.data, "data")
     assert isinstance(datamodule, LightningDataModule)
     module = build_module(cfg, datamodule)
-    out = module.net(torch.zeros(2, *datamodule.input_shape))
+    out = module(torch.zeros(2, *datamodule.input_shape))  # the forward of any module
     assert out.shape == (2, datamodule.num_classes)
     optimizer = instantiate(cfg.optim, "optim")(params=list(module.parameters()))
     assert isinstance(optimizer, torch.optim.Optimizer)
@@ -101,8 +101,10 @@ def build_everything(cfg, tmp_path):
         assert hasattr(scheduler, "step")
     loggers = [instantiate(node, f"logger.{k}") for k, node in (cfg.get("logger") or {}).items()]
     assert all(isinstance(lg, Logger) for lg in loggers)
-    callbacks = [
-        instantiate(node, f"callbacks.{k}") for k, node in (cfg.get("callbacks") or {}).items()
+    callbacks = [  # a null node is a callback switched off (callbacks.last_checkpoint=null)
+        instantiate(node, f"callbacks.{k}")
+        for k, node in (cfg.get("callbacks") or {}).items()
+        if node is not None
     ]
     probes = [instantiate(node, f"probes.{k}") for k, node in (cfg.get("probes") or {}).items()]
     assert all(isinstance(c, Callback) for c in callbacks)
@@ -145,7 +147,24 @@ def test_option_composes_and_instantiates(group, option, data_dir, tmp_path):
         with pytest.raises(ConfigError, match=r"trainer\.devices"):
             validate(cfg)
         return
+    if group == "module" and option in ("curve", "simplex"):  # their ends are required
+        ends = _ends(tmp_path, option)
+        cfg = compose_with([*overrides_for(group, option, data_dir), *ends], tmp_path)
     build_everything(cfg, tmp_path)
+
+
+def _ends(tmp_path, option):
+    """Overrides naming two default MLPs (digits) as a curve's ends / a simplex's vertices."""
+    from lsuite.model.mlp import MLP
+
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        paths.append(tmp_path / f"end{seed}.pt")
+        torch.save(MLP(input_shape=(1, 8, 8), num_classes=10).state_dict(), paths[-1])
+    if option == "simplex":
+        return [f"module.vertices=[{paths[0]},{paths[1]}]"]
+    return [f"module.start={paths[0]}", f"module.end={paths[1]}"]
 
 
 def test_default_config_builds(tmp_path):

@@ -37,6 +37,9 @@ CASES = [
     (ResNet, (3, 32, 32), {"norm": "group", "depth": 8, "width": 0.5}),
     (ResNet, (3, 32, 32), {"norm": "none", "depth": 8, "shortcut": "pad"}),
     (ResNet, (3, 9, 11), {"depth": 8}),  # odd sizes
+    (ResNet, (1, 40), {"norm": "batch"}),  # 1-D layers (MNIST-1D)
+    (ResNet, (2, 13), {"norm": "group", "depth": 8}),
+    (ResNet, (1, 40), {"norm": "none", "depth": 8, "shortcut": "pad"}),
 ]
 
 
@@ -179,7 +182,8 @@ BAD_ARGS = [
     (ResNet, (1, 8, 8), {"width": 0.0}, "model.width"),
     (ResNet, (1, 8, 8), {"norm": "layer"}, r"model.norm.*'batch', 'group', 'none'"),
     (ResNet, (1, 8, 8), {"shortcut": "identity"}, "model.shortcut"),
-    (ResNet, (1, 40), {}, "model.input_shape"),
+    (ResNet, (40,), {}, "model.input_shape"),
+    (ResNet, (1, 2, 8, 8), {}, "model.input_shape"),
     (ResNet, (1, 8, 8), {"num_groups": 0}, "model.num_groups"),
 ]
 
@@ -214,3 +218,13 @@ def test_yaml_lists_every_key_with_its_default(name, cls):
     net = instantiate(cfg)(input_shape=(1, 8, 8), num_classes=10)
     assert isinstance(net, cls)
     assert net(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_resnet_layers_follow_the_input_shape():
+    one_d = ResNet((1, 40), 10, depth=8)
+    two_d = ResNet((1, 8, 8), 10, depth=8)
+    kinds = {type(m) for m in one_d.modules()}
+    assert torch.nn.Conv1d in kinds and torch.nn.BatchNorm1d in kinds
+    assert torch.nn.Conv2d not in kinds and torch.nn.BatchNorm2d not in kinds
+    assert [n for n, _ in one_d.named_parameters()] == [n for n, _ in two_d.named_parameters()]
+    assert one_d.stem.conv.weight.shape == (16, 1, 3)

@@ -176,7 +176,10 @@ def test_report_figures_and_page(result):
         assert not any(left_out in n for n in names), left_out
     page = (result.directory / "README.md").read_text()
     assert "8 runs: 4 completed, 1 diverged, 1 failed, 1 running, 1 unknown" in page
-    assert "Swept: `optim.lr`, `model.width`." in page
+    assert (
+        "Swept: `optim.lr` (0.01, 0.1, 0.2, 0.5, 1.0) (x axis), `model.width` (32, 64, 128)."
+        in page
+    )
     assert "Same in every run: `trainer.max_epochs=3`." in page
     assert "![final_hessian_trace.trace.png](final_hessian_trace.trace.png)" in page
     assert "planted failure" in (result.directory / "index.html").read_text()

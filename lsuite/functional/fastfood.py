@@ -1,0 +1,152 @@
+"""The Fastfood transform H G Pi H B, with a fast Walsh-Hadamard transform, in O(L) memory.
+
+Le, Sarlos and Smola 2013, "Fastfood: approximating kernel expansions in loglinear time"; used
+as a random projection for training in a low-dimensional subspace by Li et al. 2018, "Measuring
+the intrinsic dimension of objective landscapes".
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from lsuite.errors import require
+
+_MAX_BITS = 7  # Hadamard factors of at most 128 x 128
+
+
+@functools.lru_cache(maxsize=64)
+def _hadamard_matrix(bits: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    matrix = torch.ones(1, 1, device=device, dtype=dtype)
+    two = torch.tensor([[1.0, 1.0], [1.0, -1.0]], device=device, dtype=dtype)
+    for _ in range(bits):
+        matrix = torch.kron(matrix, two)
+    return matrix
+
+
+def _factor_bits(bits: int) -> list[int]:
+    parts = max(1, math.ceil(bits / _MAX_BITS))
+    return [bits // parts + (1 if i < bits % parts else 0) for i in range(parts)]
+
+
+def hadamard_transform(x: Tensor) -> Tensor:
+    """Return ``x @ H`` for the ``(L, L)`` Sylvester-Hadamard matrix ``H`` (entries +-1).
+
+    ``H`` is symmetric and ``H @ H = L * I``. ``H`` is the Kronecker product of Sylvester
+    matrices of at most 128 x 128, applied one after the other (``O(L log L)`` time for bounded
+    factors, ``O(L)`` memory per row); the gradient is the same transform.
+
+    Args:
+        x: ``(..., L)`` with ``L`` a power of two.
+
+    Returns:
+        ``(..., L)``, the transform along the last dimension (natural, Sylvester order: that of
+        ``scipy.linalg.hadamard``).
+
+    Raises:
+        ConfigError: when ``L`` is not a power of two.
+    """
+    n = x.shape[-1]
+    require(n >= 1 and n & (n - 1) == 0, "x.shape[-1]", n, "a power of two")
+    lead = x.shape[:-1]
+    # H_L is the Kronecker product of smaller Sylvester matrices, one per group of index bits:
+    # apply each along its axis of the (rows, n_1, ..., n_r) row-major view. The first and last
+    # axes are plain matrix products; a middle one goes through one transposed copy (a
+    # broadcast batched product over a (size, size) factor is many times slower on the CPU).
+    y = x.reshape(-1, n)
+    before, after = y.shape[0], n
+    for bits in _factor_bits(n.bit_length() - 1):
+        size = 1 << bits
+        after //= size
+        factor = _hadamard_matrix(bits, x.device, x.dtype)
+        if after == 1:
+            y = y.reshape(-1, size) @ factor
+        elif before == 1:
+            y = factor @ y.reshape(size, after)
+        else:
+            y = (y.reshape(before, size, after).transpose(1, 2) @ factor).transpose(1, 2)
+        before *= size
+    return y.reshape(*lead, n)
+
+
+@dataclass(frozen=True)
+class FastfoodFactors:
+    """The random diagonal and permutation factors of one Fastfood transform.
+
+    Attributes:
+        signs: ``(L,)`` random +-1 (``B``).
+        permutation: ``(L,)`` a random permutation of ``0..L-1`` (``Pi``).
+        gaussian: ``(L,)`` standard normal entries (``G``).
+        out_features: ``D <= L``, the rows kept.
+    """
+
+    signs: Tensor
+    permutation: Tensor
+    gaussian: Tensor
+    out_features: int
+
+    @property
+    def size(self) -> int:
+        """``L``, the power of two the transform works in."""
+        return int(self.signs.numel())
+
+    def to(self, device: torch.device | str, dtype: torch.dtype) -> FastfoodFactors:
+        """Return the factors on ``device``, the float ones in ``dtype``."""
+        return FastfoodFactors(
+            self.signs.to(device, dtype),
+            self.permutation.to(device),
+            self.gaussian.to(device, dtype),
+            self.out_features,
+        )
+
+
+def fastfood_factors(
+    in_features: int, out_features: int, generator: torch.Generator
+) -> FastfoodFactors:
+    """Draw the factors of a Fastfood map from ``in_features`` to ``out_features`` dimensions.
+
+    ``L`` is the smallest power of two ``>= max(in_features, out_features)``.
+
+    Args:
+        in_features: ``d``, the subspace dimension (>= 1).
+        out_features: ``D``, the dimension mapped into (>= 1).
+        generator: a CPU generator; the only source of randomness.
+
+    Returns:
+        The factors, in float64 on the CPU.
+    """
+    require(in_features >= 1, "in_features", in_features, "an int >= 1")
+    require(out_features >= 1, "out_features", out_features, "an int >= 1")
+    size = 1 << max(0, math.ceil(math.log2(max(in_features, out_features))))
+    signs = torch.randint(0, 2, (size,), generator=generator).double() * 2 - 1
+    permutation = torch.randperm(size, generator=generator)
+    gaussian = torch.randn(size, generator=generator, dtype=torch.float64)
+    return FastfoodFactors(signs, permutation, gaussian, out_features)
+
+
+def fastfood(z: Tensor, factors: FastfoodFactors) -> Tensor:
+    """Return ``P @ z`` for the Fastfood matrix ``P = (H G Pi H B)[:D, :d] / sqrt(D * |G|^2)``.
+
+    ``z`` is zero-padded to ``L`` entries, multiplied by ``B``, transformed by ``H``, permuted,
+    scaled by ``G``, transformed again and cut to its first ``D`` entries. The scale makes every
+    column of ``P`` unit-norm in expectation, exactly when ``D = L`` (then the ``L`` columns of
+    the full ``(L, L)`` matrix all have norm 1; with ``|G_i| = 1`` for all ``i`` the full matrix
+    is orthogonal).
+
+    Args:
+        z: ``(d,)`` coordinates in the subspace, ``d <= L``.
+        factors: from `fastfood_factors`, on ``z``'s device and in its dtype.
+
+    Returns:
+        ``(D,)``.
+    """
+    size = factors.size
+    padded = torch.nn.functional.pad(z, (0, size - z.shape[-1]))
+    x = hadamard_transform(padded * factors.signs)
+    x = hadamard_transform(x[..., factors.permutation] * factors.gaussian)
+    norm = torch.sqrt(factors.out_features * factors.gaussian.pow(2).sum())
+    return x[..., : factors.out_features] / norm

@@ -1,0 +1,343 @@
+"""A LightningModule that trains a line or simplex of networks from scratch in one run.
+
+Wortsman, Horton, Guestrin, Farhadi and Rastegari 2021, "Learning neural network subspaces".
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_only
+from torch import Tensor, nn
+from torch.func import functional_call
+from typing_extensions import override
+
+from lsuite.errors import require
+from lsuite.functional.params import Params
+from lsuite.model.classifier import Classifier, OptimizerFactory, SchedulerFactory
+from lsuite.model.skeleton import network_at, strip_parameters
+from lsuite.results.jsonl import write_atomic
+
+log = logging.getLogger("lsuite")
+
+EVALUATION_FILE = "subspace.json"
+"""Written into the run directory at the end of fitting: validation loss and accuracy per point."""
+
+
+def sample_simplex(num_vertices: int, num_groups: int, generator: torch.Generator) -> Tensor:
+    """Draw ``num_groups`` points uniformly from the simplex (Dirichlet(1, ..., 1)).
+
+    For two vertices a point is ``(1 - alpha, alpha)`` with ``alpha ~ U(0, 1)``.
+
+    Args:
+        num_vertices: ``K`` (>= 2).
+        num_groups: ``G``, independent draws (one per layer for layerwise sampling).
+        generator: a CPU generator.
+
+    Returns:
+        ``(G, K)`` barycentric coordinates (non-negative, rows sum to 1), float64.
+    """
+    exponential = -torch.log1p(-torch.rand(num_groups, num_vertices, generator=generator).double())
+    return exponential / exponential.sum(dim=1, keepdim=True)
+
+
+def cosine_squared(points: Tensor, i: int, j: int) -> tuple[Tensor, Tensor]:
+    """Return ``cos^2`` and ``cos`` of the angle between rows ``i`` and ``j`` of ``points``.
+
+    `Subspace` passes the weights of its vertices' linear and convolutional layers (the tensors
+    with two or more dimensions, flattened and concatenated), as Wortsman et al. regularise
+    their convolutions' weights.
+
+    Args:
+        points: ``(K, P)`` flattened vertices.
+        i: one vertex.
+        j: another vertex.
+
+    Returns:
+        ``(cos^2, cos)``, 0-dim tensors.
+    """
+    gram = points @ points.T  # (K, K): one product, cheaper to differentiate than row copies
+    cosine = gram[i, j] / torch.sqrt(gram[i, i] * gram[j, j])
+    return cosine.pow(2), cosine
+
+
+def evaluation_points(num_vertices: int, num_points: int) -> list[tuple[str, list[float]]]:
+    """Return the labelled barycentric points evaluated at the end of fitting.
+
+    A line: ``num_points`` values of alpha from 0 to 1 (``alpha=0.50`` is the midpoint). A
+    simplex: each vertex, each edge's midpoint and the centre.
+
+    Args:
+        num_vertices: ``K``.
+        num_points: values of alpha on a line (>= 2).
+
+    Returns:
+        ``(label, (K,) coordinates)`` pairs.
+    """
+    if num_vertices == 2:
+        alphas = torch.linspace(0, 1, num_points, dtype=torch.float64).tolist()
+        return [(f"alpha={a:.2f}", [1 - a, a]) for a in alphas]
+    eye = torch.eye(num_vertices, dtype=torch.float64)
+    points = [(f"vertex={k}", eye[k].tolist()) for k in range(num_vertices)]
+    for i, j in itertools.combinations(range(num_vertices), 2):
+        points.append((f"edge={i}-{j}", ((eye[i] + eye[j]) / 2).tolist()))
+    points.append(("center", [1 / num_vertices] * num_vertices))
+    return points
+
+
+class Subspace(Classifier):
+    """Train a line (2 endpoints) or simplex (``num_vertices``) of networks in one run.
+
+    Every vertex is a full set of the network's parameters; vertex 0 starts at the built
+    network's weights and each other vertex at an independent draw (each tensor's entries
+    randomly permuted: a fresh draw of any elementwise i.i.d. initialisation). Each training
+    batch is evaluated at a random point of the simplex (uniform, from a generator seeded with
+    ``seed``; one point per layer with ``layerwise``) through `torch.func.functional_call`, and
+    ``beta * cos^2`` between two vertices (the pair drawn with the point) is added to the loss.
+    Validation and test run at the midpoint (the centre), which is also the network the probes
+    measure (`probe_network`). At the end of fitting the validation loss and accuracy are
+    evaluated along the line (or at the vertices, edge midpoints and centre) and logged as
+    ``subspace/<point>/val_loss`` and ``.../val_acc`` and written to ``<run_dir>/subspace.json``.
+
+    The vertices are two parameters, ``weight_vertices`` ``(K, P_w)`` (the tensors of two or
+    more dimensions, flattened in `weight_names` order) and ``other_vertices`` ``(K, P - P_w)``
+    (the rest); `stacked` gives them per parameter name. The network itself is a skeleton
+    without parameters (`lsuite.model.skeleton.strip_parameters`); it keeps its buffers.
+    BatchNorm statistics are one set, shared by all points (updated at the sampled points).
+    Logged besides `Classifier`'s: ``train/cosine`` (the cosine of the regularised pair).
+
+    Args:
+        net: the network (its parameters move into the vertices).
+        optimizer: optimizer factory.
+        num_classes: number of classes ``C``.
+        scheduler: learning-rate scheduler factory, or None.
+        l2: coefficient of ``0.5 * ||w||^2`` of the sampled point's weights.
+        num_vertices: ``K``, 2 for a line (>= 2).
+        beta: coefficient of the cosine-similarity regulariser (>= 0; Wortsman et al.'s 1).
+        layerwise: draw an independent point for every layer (module) instead of one.
+        seed: seed of the point and pair draws.
+        eval_points: values of alpha evaluated along a line at the end of fitting (>= 2).
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: OptimizerFactory,
+        num_classes: int,
+        scheduler: SchedulerFactory | None = None,
+        l2: float = 0.0,
+        num_vertices: int = 2,
+        beta: float = 1.0,
+        layerwise: bool = False,
+        seed: int = 0,
+        eval_points: int = 11,
+    ) -> None:
+        require(
+            isinstance(num_vertices, int) and num_vertices >= 2,
+            "num_vertices",
+            num_vertices,
+            "an int >= 2 (2: a line)",
+        )
+        require(beta >= 0, "beta", beta, "a float >= 0")
+        require(
+            isinstance(eval_points, int) and eval_points >= 2, "eval_points", eval_points, ">= 2"
+        )
+        super().__init__(net, optimizer, num_classes, scheduler, l2)
+        self.num_vertices = num_vertices
+        self.beta = float(beta)
+        self.layerwise = bool(layerwise)
+        self.eval_points = eval_points
+        base = strip_parameters(self.net)
+        require(len(base) > 0, "net", type(net).__name__, "a network with parameters")
+        # Vertices flattened into rows, the weights (tensors of 2 or more dimensions, those the
+        # regulariser sees) first.
+        weights = [n for n, p in base.items() if p.ndim >= 2] or list(base)
+        self.names = weights + [n for n in base if n not in weights]
+        self.weight_names = weights
+        self._other_names = self.names[len(weights) :]
+        self._like = {n: torch.empty(base[n].shape, device="meta") for n in self.names}
+        offsets = itertools.accumulate((base[n].numel() for n in self.names), initial=0)
+        bounds = list(offsets)
+        self._slices = {n: (bounds[k], bounds[k + 1]) for k, n in enumerate(self.names)}
+        self._num_weights = self._slices[weights[-1]][1]
+        first = torch.cat([base[n].flatten() for n in self.names])
+        initial = self._initial_vertices(first, base)
+        # Two parameters, so the regulariser reads a whole tensor (a slice's backward costs a
+        # copy of all vertices): the weights' (K, P_w) and the rest's (K, P - P_w).
+        self.weight_vertices = nn.Parameter(initial[:, : self._num_weights].clone())
+        self.other_vertices = nn.Parameter(initial[:, self._num_weights :].clone())
+        owners = list(dict.fromkeys(n.rpartition(".")[0] for n in base))
+        self.groups = {n: owners.index(n.rpartition(".")[0]) if layerwise else 0 for n in base}
+        self.num_groups = len(owners) if layerwise else 1
+        # torch's Mersenne Twister seeded with a small int gives correlated first draws (seed 0:
+        # 18 of the first 22 alphas above 0.5); Python's seeding scrambles the seed first.
+        self.generator = torch.Generator().manual_seed(random.Random(int(seed)).getrandbits(63))
+        self.evaluation: list[dict[str, Any]] = []
+        self._draw: tuple[Tensor, tuple[int, int]] | None = None
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
+
+    def _initial_vertices(self, first: Tensor, base: Params) -> Tensor:
+        rows = [first]
+        for _ in range(self.num_vertices - 1):
+            shuffled = [base[n].flatten()[torch.randperm(base[n].numel())] for n in self.names]
+            rows.append(torch.cat(shuffled))
+        return torch.stack(rows)
+
+    @property
+    def vertices(self) -> Tensor:
+        """The ``(K, P)`` vertices, rows flattened in the order of `names` (a copy)."""
+        return torch.cat([self.weight_vertices, self.other_vertices], dim=1)
+
+    def stacked(self) -> dict[str, Tensor]:
+        """Return the vertices, ``(K, *shape)`` views per parameter name of the network."""
+        k, vertices = self.num_vertices, self.vertices
+        return {
+            n: vertices[:, a:b].view(k, *self._like[n].shape) for n, (a, b) in self._slices.items()
+        }
+
+    def point(self, weights: Tensor) -> Params:
+        """Return the network's parameters at ``(G, K)`` (or ``(K,)``) barycentric ``weights``."""
+        weights = weights.reshape(-1, self.num_vertices).to(self.weight_vertices)
+        if weights.shape[0] == 1:
+            # torch.split, not slices: its backward is one concatenation, not a zero-filled
+            # (P,) gradient per tensor
+            out: Params = {}
+            for part, names in (
+                (self.weight_vertices, self.weight_names),
+                (self.other_vertices, self._other_names),
+            ):
+                sizes = [self._like[n].numel() for n in names]
+                for n, chunk in zip(names, torch.split(weights[0] @ part, sizes), strict=True):
+                    out[n] = chunk.view(self._like[n].shape)
+            return out
+        vertices = self.vertices
+        return {
+            n: (weights[self.groups[n]] @ vertices[:, a:b]).view(self._like[n].shape)
+            for n, (a, b) in self._slices.items()
+        }
+
+    def cosine(self, i: int, j: int) -> tuple[Tensor, Tensor]:
+        """Return ``cos^2`` and ``cos`` between the weights of vertices ``i`` and ``j``."""
+        return cosine_squared(self.weight_vertices, i, j)
+
+    def midpoint(self) -> Params:
+        """Return the parameters at the centre (the midpoint of a line)."""
+        return self.point(torch.full((self.num_vertices,), 1.0 / self.num_vertices))
+
+    @override
+    def forward(self, inputs: Tensor) -> Tensor:
+        """Return ``(B, C)`` logits of the network at the midpoint."""
+        return functional_call(self.net, self.midpoint(), (inputs,))
+
+    def probe_network(self) -> nn.Module:
+        """Return a copy of the network at the midpoint (what the probes measure)."""
+        return network_at(self.net, {n: p.detach() for n, p in self.midpoint().items()})
+
+    def _next_draw(self) -> tuple[Tensor, tuple[int, int]]:
+        weights = sample_simplex(self.num_vertices, self.num_groups, self.generator)
+        if self.num_vertices == 2:
+            return weights, (0, 1)
+        pair = torch.randperm(self.num_vertices, generator=self.generator)[:2].tolist()
+        return weights, (int(pair[0]), int(pair[1]))
+
+    @override
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        """Return the objective at a random point of the subspace, plus the regulariser."""
+        del batch_idx
+        first_pass = self.should_log_training_step()
+        if first_pass or self._draw is None:  # a SAM second pass reuses the first's point
+            self._draw = self._next_draw()
+        weights, (i, j) = self._draw
+        inputs, targets = batch[0], batch[1]
+        params = self.point(weights)
+        logits = functional_call(self.net, params, (inputs,))
+        loss = F.cross_entropy(logits, targets)
+        objective = loss
+        if self.l2 > 0:
+            objective = objective + 0.5 * self.l2 * sum(p.pow(2).sum() for p in params.values())
+        with torch.set_grad_enabled(self.beta > 0 and torch.is_grad_enabled()):
+            cos2, cosine = self.cosine(i, j)
+        if self.beta > 0:
+            objective = objective + self.beta * cos2
+        if first_pass:
+            self.train_acc(logits.detach(), targets)
+            sync = {"on_step": True, "on_epoch": True, "sync_dist": True}
+            self.log("train/loss", loss.detach(), prog_bar=True, **sync)
+            self.log("train/objective", objective.detach(), **sync)
+            self.log("train/cosine", cosine.detach(), **sync)
+            self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        return objective
+
+    @override
+    def l2_penalty(self) -> Tensor:
+        """Return ``0.5 * l2 * ||w||^2`` of the midpoint's weights."""
+        if self.l2 == 0:
+            return torch.zeros((), device=self.device)
+        return 0.5 * self.l2 * sum(p.pow(2).sum() for p in self.midpoint().values())
+
+    @override
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the state of the point generator, so a resumed run draws the same points."""
+        checkpoint["subspace_generator"] = self.generator.get_state()
+
+    @override
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the point generator's state."""
+        state = checkpoint.get("subspace_generator")
+        if state is not None:
+            self.generator.set_state(state)
+
+    @override
+    def on_train_end(self) -> None:
+        """Evaluate the validation data along the subspace; log and write the results."""
+        loaders = self.trainer.val_dataloaders
+        if loaders is None:
+            return
+        loaders = loaders if isinstance(loaders, list | tuple) else [loaders]
+        was_training = self.net.training
+        self.net.eval()
+        rows = []
+        with torch.no_grad():
+            for label, weights in evaluation_points(self.num_vertices, self.eval_points):
+                totals = self._evaluate_point(torch.tensor(weights), loaders)
+                totals = self.trainer.strategy.reduce(totals, reduce_op="sum")
+                loss, acc = (totals[0] / totals[2]).item(), (totals[1] / totals[2]).item()
+                rows.append({"point": label, "weights": weights, "val_loss": loss, "val_acc": acc})
+        self.net.train(was_training)
+        self.evaluation = rows
+        self._publish(rows)
+        self.trainer.strategy.barrier()
+
+    def _evaluate_point(self, weights: Tensor, loaders: list) -> Tensor:
+        params = self.point(weights)
+        totals = torch.zeros(3, dtype=torch.float64, device=self.device)
+        for loader in loaders:
+            for batch in loader:
+                inputs, targets = self.transfer_batch_to_device(batch, self.device, 0)[:2]
+                logits = functional_call(self.net, params, (inputs,))
+                loss = F.cross_entropy(logits, targets, reduction="sum")
+                correct = (logits.argmax(dim=1) == targets).sum()
+                count = torch.tensor(len(targets), dtype=torch.float64, device=self.device)
+                totals += torch.stack([loss.double(), correct.double(), count])
+        return totals
+
+    @rank_zero_only
+    def _publish(self, rows: list[dict[str, Any]]) -> None:
+        metrics = {}
+        for row in rows:
+            metrics[f"subspace/{row['point']}/val_loss"] = row["val_loss"]
+            metrics[f"subspace/{row['point']}/val_acc"] = row["val_acc"]
+        for logger in self.loggers:
+            logger.log_metrics(metrics, step=self.global_step)
+        text = ", ".join(f"{r['point']} {r['val_acc']:.3f}" for r in rows)
+        log.info("subspace: validation accuracy along the subspace: %s", text)
+        run_dir = Path(self.trainer.default_root_dir)
+        if run_dir.is_dir():
+            write_atomic(run_dir / EVALUATION_FILE, json.dumps({"points": rows}, indent=1) + "\n")

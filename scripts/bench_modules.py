@@ -1,0 +1,162 @@
+"""Benchmark one training epoch of the plain network against the multi-point modules.
+
+Modules (the same network, data, batch size and optimizer, in one process):
+
+1. ``plain``: `Classifier`, the network trained as usual;
+2. ``line``: `Subspace` with 2 vertices (Wortsman et al.'s line, cosine regulariser on);
+3. ``bezier``: `CurveModule`, a quadratic Bezier curve between two saved networks (H15's module);
+4. ``fastfood``: `RandomSubspace` with the Fastfood projection at ``--dim`` (1000 by default).
+
+An epoch is every batch of the training split through ``training_step``, ``backward`` and the
+optimizer step (SGD with momentum), without Lightning's loop, so the ratios show the modules' own
+cost. Repeats are interleaved (plain, line, bezier, fastfood, plain, ...) and the medians
+printed with their ratio to ``plain``. Targets (issue 13): line and bezier <= 1.3x, fastfood <= 2x.
+
+Usage: ``python scripts/bench_modules.py [--smoke] [--model mlp|cnn|resnet] [--data digits|mnist1d]
+[--repeats R] [--threads N] [--dim D] [--batch-size B] [--device cpu|cuda]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import torch
+from lightning.pytorch import LightningModule
+from torch import nn
+
+from lsuite.model.classifier import Classifier
+from lsuite.model.random_subspace import RandomSubspace
+from lsuite.model.subspace import Subspace
+
+
+def _data(name: str, batch_size: int, smoke: bool) -> tuple[list, tuple[int, ...]]:
+    if name == "digits":
+        from lsuite.data.digits import DigitsDataModule
+
+        datamodule = DigitsDataModule(batch_size=batch_size)
+    else:
+        from lsuite.data.mnist1d import MNIST1DDataModule
+
+        datamodule = MNIST1DDataModule(batch_size=batch_size)
+    datamodule.setup("fit")
+    batches = list(datamodule.train_dataloader())
+    return (batches[:2] if smoke else batches), tuple(datamodule.input_shape)
+
+
+def _network(model: str, shape: tuple[int, ...]) -> nn.Module:
+    if model == "mlp":
+        from lsuite.model.mlp import MLP
+
+        return MLP(input_shape=shape, num_classes=10)
+    if model == "cnn":
+        from lsuite.model.cnn import CNN
+
+        return CNN(input_shape=shape, num_classes=10)
+    from lsuite.model.resnet import ResNet
+
+    return ResNet(input_shape=shape, num_classes=10)
+
+
+def _modules(net: nn.Module, dim: int, folder: Path) -> dict[str, LightningModule]:
+    optimizer = partial(torch.optim.SGD, lr=0.01, momentum=0.9)
+    modules: dict[str, LightningModule] = {
+        "plain": Classifier(copy.deepcopy(net), optimizer, 10),
+        "line": Subspace(copy.deepcopy(net), optimizer, 10),
+    }
+    try:
+        from lsuite.model.curve import CurveModule
+    except ImportError:  # the curve module is not in this checkout
+        CurveModule = None
+    if CurveModule is not None:
+        ends = []
+        for seed in (1, 2):
+            other = copy.deepcopy(net)
+            torch.manual_seed(seed)
+            for module in other.modules():
+                if hasattr(module, "reset_parameters") and module is not other:
+                    module.reset_parameters()
+            ends.append(folder / f"end{seed}.pt")
+            torch.save(other.state_dict(), ends[-1])
+        modules["bezier"] = CurveModule(
+            copy.deepcopy(net), optimizer, 10, start=str(ends[0]), end=str(ends[1])
+        )
+    modules["fastfood"] = RandomSubspace(copy.deepcopy(net), optimizer, 10, dim=dim)
+    for module in modules.values():
+        module.log = lambda *args, **kwargs: None  # no Trainer: logging is not timed
+    return modules
+
+
+def _epoch(module: LightningModule, batches: list, device: torch.device) -> Callable[[], None]:
+    optimizer = module.configure_optimizers()
+    optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
+    module.train()
+
+    def run() -> None:
+        for index, (inputs, targets) in enumerate(batches):
+            optimizer.zero_grad(set_to_none=True)
+            loss = module.training_step((inputs.to(device), targets.to(device)), index)
+            loss.backward()
+            optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    return run
+
+
+def main() -> None:
+    """Parse the options, time the epochs and print the medians and ratios."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="2 batches, 1 repeat")
+    parser.add_argument("--model", choices=["mlp", "cnn", "resnet"], default="mlp")
+    parser.add_argument("--data", choices=["digits", "mnist1d"], default="digits")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--dim", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    batches, shape = _data(args.data, args.batch_size, args.smoke)
+    torch.manual_seed(0)
+    net = _network(args.model, shape)
+    with tempfile.TemporaryDirectory() as folder:
+        modules = _modules(net, args.dim, Path(folder))
+        runs = {name: _epoch(m.to(device), batches, device) for name, m in modules.items()}
+        for run in runs.values():  # warm-up
+            run()
+        times: dict[str, list[float]] = {name: [] for name in runs}
+        for _ in range(1 if args.smoke else args.repeats):
+            for name, run in runs.items():
+                start = time.perf_counter()
+                run()
+                times[name].append(time.perf_counter() - start)
+    size = sum(p.numel() for p in net.parameters())
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    print(
+        f"device: {device} ({where or platform.machine()}), torch {torch.__version__}, "
+        f"{args.threads} thread(s), load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"{args.model} on {args.data}: D = {size} parameters, {len(batches)} batches of "
+        f"{args.batch_size}, d = {args.dim}, median of {len(times['plain'])} epochs"
+    )
+    plain = statistics.median(times["plain"])
+    print(f"{'module':<10} {'epoch (s)':>10} {'x plain':>8}  target")
+    targets = {"line": "<= 1.3", "bezier": "<= 1.3", "fastfood": "<= 2"}
+    for name, values in times.items():
+        median = statistics.median(values)
+        print(f"{name:<10} {median:>10.4f} {median / plain:>8.2f}  {targets.get(name, '')}")
+
+
+if __name__ == "__main__":
+    main()
