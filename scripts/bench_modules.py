@@ -13,7 +13,9 @@ cost. Repeats are interleaved (plain, line, bezier, fastfood, plain, ...) and th
 printed with their ratio to ``plain``. Targets (issue 13): line and bezier <= 1.3x, fastfood <= 2x.
 
 Usage: ``python scripts/bench_modules.py [--smoke] [--model mlp|cnn|resnet] [--data digits|mnist1d]
-[--repeats R] [--threads N] [--dim D] [--batch-size B] [--device cpu|cuda]``.
+[--repeats R] [--threads N] [--dim D] [--batch-size B] [--device cpu|cuda] [--clock wall|thread]``.
+``--clock thread`` times the CPU time of the main thread (single-threaded CPU runs only), which
+other processes on a loaded machine barely disturb; ``wall`` (the default) is elapsed time.
 """
 
 from __future__ import annotations
@@ -123,7 +125,11 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--clock", choices=["wall", "thread"], default="wall")
     args = parser.parse_args()
+    if args.clock == "thread" and (args.threads != 1 or args.device != "cpu"):
+        parser.error("--clock thread: only with --threads 1 --device cpu (one thread's CPU time)")
+    clock = time.thread_time if args.clock == "thread" else time.perf_counter
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     batches, shape = _data(args.data, args.batch_size, args.smoke)
@@ -137,14 +143,14 @@ def main() -> None:
         times: dict[str, list[float]] = {name: [] for name in runs}
         for _ in range(1 if args.smoke else args.repeats):
             for name, run in runs.items():
-                start = time.perf_counter()
+                start = clock()
                 run()
-                times[name].append(time.perf_counter() - start)
+                times[name].append(clock() - start)
     size = sum(p.numel() for p in net.parameters())
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     print(
         f"device: {device} ({where or platform.machine()}), torch {torch.__version__}, "
-        f"{args.threads} thread(s), load average {os.getloadavg()[0]:.1f}"
+        f"{args.threads} thread(s), {args.clock} clock, load average {os.getloadavg()[0]:.1f}"
     )
     print(
         f"{args.model} on {args.data}: D = {size} parameters, {len(batches)} batches of "

@@ -89,6 +89,13 @@ class FastfoodFactors:
     gaussian: Tensor
     out_features: int
 
+    @functools.cached_property
+    def inverse_permutation(self) -> Tensor:
+        """``(L,)`` the inverse of `permutation` (the gather that is its transpose)."""
+        inverse = torch.empty_like(self.permutation)
+        inverse[self.permutation] = torch.arange(self.size, device=self.permutation.device)
+        return inverse
+
     @property
     def size(self) -> int:
         """``L``, the power of two the transform works in."""
@@ -144,9 +151,39 @@ def fastfood(z: Tensor, factors: FastfoodFactors) -> Tensor:
     Returns:
         ``(D,)``.
     """
-    size = factors.size
-    padded = torch.nn.functional.pad(z, (0, size - z.shape[-1]))
-    x = hadamard_transform(padded * factors.signs)
-    x = hadamard_transform(x[..., factors.permutation] * factors.gaussian)
+    size, dim = factors.size, z.shape[-1]
+    # z is zero past its first d entries, so H (B z) is H_m (B z)[:m] repeated L / m times (m:
+    # the smallest power of two >= d; the Sylvester matrix H_L is H_(L/m) kron H_m and the first
+    # column of H_(L/m) is all ones): an m-point transform instead of an L-point one
+    block = 1 << max(0, (dim - 1).bit_length())
+    padded = torch.nn.functional.pad(z, (0, block - dim))
+    x = hadamard_transform(padded * factors.signs[:block])
+    x = x.unsqueeze(-2).expand(*x.shape[:-1], size // block, block).reshape(*x.shape[:-1], size)
+    permuted = _Gather.apply(x, factors.permutation, factors.inverse_permutation)
+    x = hadamard_transform(permuted * factors.gaussian)
     norm = torch.sqrt(factors.out_features * factors.gaussian.pow(2).sum())
     return x[..., : factors.out_features] / norm
+
+
+class _Gather(torch.autograd.Function):
+    """``x[..., permutation]`` whose gradient is the gather by the inverse permutation.
+
+    Autograd's own backward of an index is a scatter-add into zeros (several times slower).
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: Tensor, permutation: Tensor, inverse: Tensor) -> Tensor:
+        return x.index_select(-1, permutation)
+
+    @staticmethod
+    def setup_context(ctx: object, inputs: tuple, output: Tensor) -> None:
+        ctx.permutation, ctx.inverse = inputs[1], inputs[2]  # type: ignore[attr-defined]
+
+    @staticmethod
+    def backward(ctx: object, grad: Tensor) -> tuple:
+        inverse, permutation = ctx.inverse, ctx.permutation  # type: ignore[attr-defined]
+        if torch.is_grad_enabled():  # create_graph: the gather must be differentiable again
+            return _Gather.apply(grad, inverse, permutation), None, None
+        return grad.index_select(-1, inverse), None, None

@@ -102,6 +102,7 @@ class PointCombination(LightningModule):
         self.family = PointFamily(kind, self.points, self._fixed_index, self.centre_coefficients())
         attach_family(self.net, self.family)
         self._sums: dict[str, Tensor] = {}
+        self._fit_loader: Any = None
         self._row_sets: dict[str, Tensor] = {}
         self._row_buffers: dict[str, list[Params] | None] = {}
         self._has_batch_norm = any(
@@ -288,16 +289,39 @@ class PointCombination(LightningModule):
         Returns:
             ``N`` dicts of ``net``'s buffers (the running statistics of each point).
         """
-        datamodule = getattr(self.trainer, "datamodule", None)
         batches = []
         with torch.random.fork_rng(devices=[]):  # the loader's shuffle must not move training RNG
-            for batch in datamodule.train_dataloader():
+            for batch in self._train_loader():
                 batches.append((batch[0].to(self.device), batch[1].to(self.device)))
                 if len(batches) == self.bn_batches:
                     break
         point = snapshot(self.net, F.cross_entropy)
         recompute = BatchNormRecompute(point, DataSource(batches), self.bn_batches)
         return [recompute({k: v.detach() for k, v in self.params_at(c).items()}) for c in rows]
+
+    def _train_loader(self) -> Any:
+        """Return the training loader: the datamodule's, else the one given to ``fit``."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None:
+            return datamodule.train_dataloader()
+        loader = self.trainer.train_dataloader
+        if loader is None:  # a test after fit: the loader fit used
+            loader = self._fit_loader
+        if loader is None:  # the sanity check runs before fit loads them: ask fit's source
+            source = getattr(self.trainer.fit_loop, "_data_source", None)
+            if source is not None and source.is_defined():
+                loader = source.dataloader()
+        if loader is None:
+            raise RuntimeError(
+                "BatchNorm statistics at every evaluated point are recomputed on training "
+                "batches: pass a datamodule, or fit with train loaders first "
+                "(trainer.fit(module, train_loader, ...)), before validating or testing this module"
+            )
+        return loader
+
+    def on_train_start(self) -> None:
+        """Keep the training loader of fit (a ``trainer.test`` after it recomputes BatchNorm)."""
+        self._fit_loader = self.trainer.train_dataloader
 
     def _accumulate(self, batch: Any) -> None:
         inputs, targets = batch[0], batch[1]

@@ -75,14 +75,12 @@ class RandomSubspace(Classifier):
 
     def point(self) -> Params:
         """Return the network's trainable parameters ``w0 + P z`` (differentiable in ``z``)."""
-        delta = self.projection(self.z)
-        out: Params = {}
-        offset = 0
-        for name in self.names:
-            w0 = self.net.get_parameter(name)
-            out[name] = w0 + delta[offset : offset + w0.numel()].view_as(w0)
-            offset += w0.numel()
-        return out
+        w0 = [self.net.get_parameter(name) for name in self.names]
+        # one flat sum and views of it: the backward is one concatenation, not a zero-filled
+        # (D,) gradient per parameter tensor
+        flat = torch.cat([p.reshape(-1) for p in w0]) + self.projection(self.z)
+        chunks = torch.split(flat, [p.numel() for p in w0])
+        return {n: c.view_as(p) for n, c, p in zip(self.names, chunks, w0, strict=True)}
 
     @override
     def forward(self, inputs: Tensor) -> Tensor:

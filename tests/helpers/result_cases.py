@@ -4,11 +4,17 @@ import dataclasses
 import functools
 import json
 import math
+import tempfile
+from pathlib import Path
 
 import torch
 from landscape_cases import batches_for, mlp
 
+from lsuite.model.curve import CurveModule
 from lsuite.probes.base import to_jsonable
+from lsuite.probes.curve import Curve
+from lsuite.probes.ensemble import Ensemble
+from lsuite.probes.generalization import GeneralizationMeasures
 from lsuite.probes.hessian_eigenvalues import HessianEigenvalues
 from lsuite.probes.hessian_spectrum import HessianSpectrum
 from lsuite.probes.hessian_trace import HessianTrace
@@ -51,9 +57,36 @@ def results():
             "sharpness": Sharpness(rho=[0.01], steps=1, sigma=[0.01], num_samples=2).measure(
                 model, train, generator=g()
             ),
+            "curve": Curve(num_points=3).measure(
+                _curve_between(mlp(0), mlp(2)), train, val_batches=val
+            ),
+            "ensemble": Ensemble().measure(model, train, val_batches=val, points=[mlp(0), mlp(2)]),
+            "generalization": GeneralizationMeasures(
+                num_samples=2,
+                sharpness_steps=1,
+                search_depth=2,
+                hessian_trace_matvecs=4,
+                hessian_max_iter=8,
+            ).measure(model, train, init=mlp(0), generator=g()),
         }
     finally:
         torch.set_num_threads(before)
+
+
+def _curve_between(start, end):
+    """Return the midpoint network of a straight Bezier curve between two MLPs."""
+    with tempfile.TemporaryDirectory() as directory:
+        paths = [Path(directory) / name for name in ("start.pt", "end.pt")]
+        for path, net in zip(paths, (start, end), strict=True):
+            torch.save(net.state_dict(), path)
+        module = CurveModule(
+            mlp(1),
+            lambda params: torch.optim.SGD(params, lr=0.1),
+            3,
+            start=str(paths[0]),
+            end=str(paths[1]),
+        )
+    return module.probe_network()
 
 
 def through_json(value):

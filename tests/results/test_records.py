@@ -25,6 +25,8 @@ from lsuite.results.records import (
 
 FIXTURE = Path(__file__).parent / "fixtures" / "schema1_run" / "probes"
 NAMES = sorted(results())
+# The probes that existed before schema 2 wrote flat records; the fixture holds one file each.
+SCHEMA_1_NAMES = sorted(p.stem for p in FIXTURE.glob("*.jsonl"))
 
 
 def test_every_result_class_has_a_case():
@@ -64,7 +66,11 @@ def test_spectrum_weights_no_longer_collide_with_the_weights_label():
     assert record.result.weights == result.weights and isinstance(record.result.weights[0], list)
 
 
-@pytest.mark.parametrize("name", NAMES)
+def test_the_schema_1_fixture_covers_the_probes_of_that_version():
+    assert len(SCHEMA_1_NAMES) == 7 and set(SCHEMA_1_NAMES) <= set(NAMES)
+
+
+@pytest.mark.parametrize("name", SCHEMA_1_NAMES)
 def test_schema_1_records_of_earlier_versions_are_read(name):
     """Fixture: the flat records lsuite wrote before schema 2 (``probes/<name>.jsonl``)."""
     path = FIXTURE / f"{name}.jsonl"
