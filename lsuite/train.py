@@ -93,16 +93,20 @@ def _interruptible(trainer: Trainer) -> Iterator[None]:
 
 
 def _test_checkpoint(trainer: Trainer) -> str | None:
-    """Return ``"best"`` when a best checkpoint exists, else None (test the final weights).
+    """Return the best checkpoint's path when there is one, else None (test the final weights).
 
-    Averaged weights (SWA) are never in a checkpoint taken during training, so runs that end with
-    them are tested on the final weights.
+    The best is the first checkpoint callback's (``callbacks.model_checkpoint``); its path is
+    passed rather than ``"best"``, which Lightning resolves the same way but with a warning
+    whenever the run has several checkpoint callbacks (``callbacks.last_checkpoint``). Averaged
+    weights (SWA) are never in a checkpoint taken during training, so runs that end with them are
+    tested on the final weights.
     """
     if any(holds_average(c, trainer, fit_ended=True) for c in trainer.callbacks):
         return None
     checkpoint = trainer.checkpoint_callback
-    best = isinstance(checkpoint, ModelCheckpoint) and bool(checkpoint.best_model_path)
-    return "best" if best else None
+    if isinstance(checkpoint, ModelCheckpoint) and checkpoint.best_model_path:
+        return checkpoint.best_model_path
+    return None
 
 
 def summary(trainer: Trainer, run_dir: Path, metrics: dict[str, float]) -> str:

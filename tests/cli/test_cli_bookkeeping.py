@@ -3,6 +3,7 @@ name, a quiet console, the closing summary, and one-line errors."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -50,6 +51,9 @@ def test_default_run_is_quiet_logs_to_train_log_and_has_a_name(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     for message in NOISE:
         assert message not in output, message
+    # No warning of any library either (warnings.warn and Lightning's rank_zero_warn print
+    # "<file>.py:<line>: <message>").
+    assert not re.search(r"\.py:\d+: ", output), re.search(r".*\.py:\d+: .*", output).group()
     # train.log keeps the console log: Lightning's messages and the closing summary.
     log = (run_dir / "train.log").read_text()
     assert "Seed set to 0" in log
