@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from scipy.stats import kendalltau
 
+from lsuite.report.groups import axes
 from lsuite.report.optimisation import optimisation_measures
 from lsuite.report.runs import Run, Value, final_record, measurements
 from lsuite.report.training_log import final_log_values, read_training_log
@@ -21,9 +22,6 @@ GAPS = {
 
 METRIC_STAGES = ("train", "val", "test")
 """Metrics under these prefixes are targets or criteria, never measures."""
-
-SEED_KEYS = ("seed", "init_seed", "data_seed")
-"""Swept keys that are not hyperparameters: granulated tau does not vary them on their own."""
 
 _DETAILS = ("num_", "stderr", "residual", "/")
 """Parts of probe field names that describe an estimate (cost, error, per layer), not the model."""
@@ -244,15 +242,8 @@ class Correlation:
 
 
 def granulation_keys(runs: Sequence[Run]) -> list[str]:
-    """Return the overridden keys whose value differs between ``runs``, seeds excepted."""
-    keys: dict[str, None] = {}
-    for run in runs:
-        keys.update(dict.fromkeys(run.hyperparameters))
-    return [
-        key
-        for key in keys
-        if key not in SEED_KEYS and len({repr(r.hyperparameters.get(key)) for r in runs}) > 1
-    ]
+    """Return the keys to granulate over: the swept keys of ``runs``, seeds excepted."""
+    return axes(runs)
 
 
 def correlate(selection: Selection, target: str) -> tuple[list[Correlation], list[str]]:
