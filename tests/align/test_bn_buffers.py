@@ -3,12 +3,12 @@
 import copy
 import json
 import os
-import subprocess
 import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
+from timed_run import run_timed
 
 from lsuite.anchors import resolve_points
 from lsuite.probes.interpolation import Interpolation
@@ -158,12 +158,10 @@ def test_lsuite_probe_start_from_another_run_uses_its_statistics(tmp_path):
         f"hydra.sweep.dir={sweep}",
         "hydra.sweep.subdir=${hydra.job.num}",
     ]
-    done = subprocess.run(
+    done = run_timed(
         [sys.executable, "-m", "lsuite.train", *train],
         cwd=tmp_path,
         env=_env(),
-        capture_output=True,
-        text=True,
         timeout=400,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -179,9 +177,7 @@ def test_lsuite_probe_start_from_another_run_uses_its_statistics(tmp_path):
         f"probes.interpolation.probe.start={other}",
     ]
     command = [sys.executable, "-m", "lsuite.probe", "--no-progress", str(sweep), *probe]
-    done = subprocess.run(
-        command, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=400
-    )
+    done = run_timed(command, cwd=tmp_path, env=_env(), timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "BatchNorm" not in done.stderr  # no warning: the start brought its statistics
     line = _last(sweep / "0" / "probes" / "interpolation.jsonl")["result"]

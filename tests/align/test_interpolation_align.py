@@ -7,6 +7,7 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
+from timed_run import run_timed
 from torch import nn
 
 from lsuite.align import apply_permutation, permutation_spec, random_perms
@@ -196,12 +197,10 @@ def test_lsuite_train_and_lsuite_probe_pairs_with_alignment(tmp_path):
         "callbacks.model_checkpoint.monitor=null",
         f"hydra.run.dir={run}",
     ]
-    done = subprocess.run(
+    done = run_timed(
         [sys.executable, "-m", "lsuite.train", *train],
         cwd=tmp_path,
         env=_env(),
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -220,12 +219,10 @@ def test_lsuite_train_and_lsuite_probe_pairs_with_alignment(tmp_path):
         "probes.interpolation.probe.repair=[none,repair]",
     ]
     command = [sys.executable, "-m", "lsuite.probe", "--no-progress", str(run), "--pairs"]
-    done = subprocess.run(
+    done = run_timed(
         [*command, "--ckpt", *names[:2], *probe],
         cwd=tmp_path,
         env=_env(),
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from timed_run import run_timed
 
 HELPERS = Path(__file__).resolve().parents[1] / "helpers"
 QUICK = ["trainer.max_epochs=1", "trainer.enable_model_summary=false"]
@@ -37,9 +38,7 @@ def environment():
 
 
 def run_cli(args, cwd, timeout=300):
-    return subprocess.run(
-        command(args), cwd=cwd, env=environment(), capture_output=True, text=True, timeout=timeout
-    )
+    return run_timed(command(args), cwd=cwd, env=environment(), timeout=timeout)
 
 
 @pytest.mark.slow

@@ -4,11 +4,11 @@ import csv
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import pytest
 import torch
+from timed_run import run_timed
 
 TRAIN = [
     "trainer.max_epochs=2",
@@ -31,12 +31,10 @@ def _env():
 
 
 def run_probe(args, cwd, timeout=300):
-    return subprocess.run(
+    return run_timed(
         [sys.executable, "-m", "lsuite.probe", "--no-progress", *map(str, args)],
         cwd=cwd,
         env=_env(),
-        capture_output=True,
-        text=True,
         timeout=timeout,
     )
 
@@ -46,12 +44,10 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("probe_cli")
     run_dir = root / "run"
     args = [a.strip("'") for a in TRAIN]
-    result = subprocess.run(
+    result = run_timed(
         [sys.executable, "-m", "lsuite.train", *args, f"hydra.run.dir={run_dir}"],
         cwd=root,
         env=_env(),
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -251,11 +247,9 @@ def test_sweep_measures_every_run_and_records_a_broken_one(trained, tmp_path):
         ]
         assert len(probed) == 1
     assert "1" in out.stdout and "error" in out.stdout
-    report = subprocess.run(
+    report = run_timed(
         [sys.executable, "-m", "lsuite.report.cli", str(sweep)],
         env=_env(),
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert report.returncode == 0, report.stderr[-3000:]

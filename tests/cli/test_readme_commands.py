@@ -5,11 +5,11 @@ and ``--help``."""
 import os
 import re
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from timed_run import run_timed
 
 from lsuite.config.cli_check import check_command_line
 from lsuite.config.paths import config_dir
@@ -76,12 +76,10 @@ def test_the_readme_has_the_examples_this_file_checks():
 @pytest.mark.parametrize(("line", "expected"), ERRORS, ids=[c for c, _ in ERRORS])
 def test_error_example_prints_what_the_readme_says(line, expected, tmp_path):
     env = {**os.environ, "WANDB_MODE": "offline"}
-    result = subprocess.run(
+    result = run_timed(
         [sys.executable, "-m", "lsuite.train", *argv(line, tmp_path)],
         cwd=tmp_path,
         env=env,
-        capture_output=True,
-        text=True,
         timeout=120,
     )
     assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
@@ -116,11 +114,9 @@ def test_example_command_parses_and_composes(line, tmp_path):
 
 
 def test_cfg_job_prints_the_composed_config(tmp_path):
-    result = subprocess.run(
+    result = run_timed(
         [sys.executable, "-m", "lsuite.train", "--cfg", "job", "probes=hessian_eigenvalues"],
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
         timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
@@ -130,11 +126,9 @@ def test_cfg_job_prints_the_composed_config(tmp_path):
 
 
 def test_help_lists_the_groups(tmp_path):
-    result = subprocess.run(
+    result = run_timed(
         [sys.executable, "-m", "lsuite.train", "--help"],
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
         timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]

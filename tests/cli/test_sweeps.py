@@ -3,11 +3,11 @@
 import csv
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from timed_run import run_timed
 
 from lsuite.report.cli import main as report_main
 
@@ -35,12 +35,10 @@ def run_sweep(args, sweep_dir, cwd):
         "PYTHONPATH": str(HELPERS),
     }
     env.pop("MASTER_PORT", None)
-    return subprocess.run(
+    return run_timed(
         [sys.executable, "-m", "lsuite.train", "-m", *args, f"hydra.sweep.dir={sweep_dir}"],
         cwd=cwd,
         env=env,
-        capture_output=True,
-        text=True,
         timeout=300,
     )
 

@@ -2,12 +2,12 @@
 
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from timed_run import run_timed
 
 HELPERS = Path(__file__).resolve().parents[1] / "helpers"
 QUICK = [
@@ -20,12 +20,10 @@ QUICK = [
 def run_cli(args, cwd, timeout=300, env_extra=None):
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", **(env_extra or {})}
     env.pop("MASTER_PORT", None)
-    return subprocess.run(
+    return run_timed(
         [sys.executable, "-m", "lsuite.train", *args],
         cwd=cwd,
         env=env,
-        capture_output=True,
-        text=True,
         timeout=timeout,
     )
 

@@ -7,10 +7,10 @@ members), which must equal the training record, also with two processes.
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
+from timed_run import run_timed
 
 TRAIN = [
     "probes=[ensemble]",
@@ -37,13 +37,8 @@ def _env():
 
 
 def _run(module, args, cwd, timeout):
-    result = subprocess.run(
-        [sys.executable, "-m", module, *map(str, args)],
-        cwd=cwd,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+    result = run_timed(
+        [sys.executable, "-m", module, *map(str, args)], cwd=cwd, env=_env(), timeout=timeout
     )
     assert result.returncode == 0, result.stderr[-4000:]
     return result

@@ -2,7 +2,6 @@
 
 import copy
 import os
-import subprocess
 import sys
 from functools import partial
 
@@ -11,6 +10,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import open_dict
+from timed_run import run_timed
 
 from lsuite.config.paths import config_dir
 from lsuite.config.validate import validate
@@ -236,12 +236,10 @@ def test_bf16_is_accepted():
 def test_cli_rho_zero_exits_2_with_one_line(tmp_path):
     env = {**os.environ, "WANDB_MODE": "offline"}
     env.pop("MASTER_PORT", None)
-    result = subprocess.run(
+    result = run_timed(
         [sys.executable, "-m", "lsuite.train", "optim=sam", "optim.rho=0"],
         cwd=tmp_path,
         env=env,
-        capture_output=True,
-        text=True,
         timeout=120,
     )
     assert result.returncode == 2

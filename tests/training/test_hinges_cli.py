@@ -3,13 +3,13 @@
 import json
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from timed_run import run_timed
 
 HELPERS = Path(__file__).resolve().parents[1] / "helpers"
 # Default callbacks (checkpoints, progress bar, ...), test=true; 6 steps per epoch on digits.
@@ -34,12 +34,10 @@ def run_cli(args, cwd, timeout=300):
     env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(HELPERS)}
     env.pop("MASTER_PORT", None)
     env.pop("LSUITE_RESUME", None)
-    return subprocess.run(
+    return run_timed(
         [sys.executable, "-m", "lsuite.train", *args],
         cwd=cwd,
         env=env,
-        capture_output=True,
-        text=True,
         timeout=timeout,
     )
 
