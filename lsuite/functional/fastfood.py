@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -55,8 +56,8 @@ def hadamard_transform(x: Tensor) -> Tensor:
     lead = x.shape[:-1]
     # H_L is the Kronecker product of smaller Sylvester matrices, one per group of index bits:
     # apply each along its axis of the (rows, n_1, ..., n_r) row-major view. The first and last
-    # axes are plain matrix products; a middle one goes through one transposed copy (a
-    # broadcast batched product over a (size, size) factor is many times slower on the CPU).
+    # axes are plain matrix products, a middle one a batched product with the factor broadcast
+    # (no transposed copies; 10-40% faster than transposing on a CPU, the same values).
     y = x.reshape(-1, n)
     before, after = y.shape[0], n
     for bits in _factor_bits(n.bit_length() - 1):
@@ -68,7 +69,7 @@ def hadamard_transform(x: Tensor) -> Tensor:
         elif before == 1:
             y = factor @ y.reshape(size, after)
         else:
-            y = (y.reshape(before, size, after).transpose(1, 2) @ factor).transpose(1, 2)
+            y = factor @ y.reshape(before, size, after)
         before *= size
     return y.reshape(*lead, n)
 
@@ -95,6 +96,28 @@ class FastfoodFactors:
         inverse = torch.empty_like(self.permutation)
         inverse[self.permutation] = torch.arange(self.size, device=self.permutation.device)
         return inverse
+
+    @functools.cached_property
+    def norm(self) -> Tensor:
+        """``sqrt(D * |G|^2)``, 0-dim: the scale that makes the columns unit-norm."""
+        return torch.sqrt(self.out_features * self.gaussian.pow(2).sum())
+
+    def block_permutation(self, block: int) -> Tensor:
+        """Return `permutation` modulo ``block`` (cached per ``block``).
+
+        Gathering one period of a ``block``-periodic vector with it equals gathering the whole
+        vector with `permutation`.
+
+        Args:
+            block: the period, a power of two ``<= L``.
+
+        Returns:
+            ``(L,)`` indices in ``0..block-1``.
+        """
+        cache = self.__dict__.setdefault("_block_permutations", {})
+        if block not in cache:
+            cache[block] = self.permutation % block
+        return cache[block]
 
     @property
     def size(self) -> int:
@@ -142,48 +165,98 @@ def fastfood(z: Tensor, factors: FastfoodFactors) -> Tensor:
     scaled by ``G``, transformed again and cut to its first ``D`` entries. The scale makes every
     column of ``P`` unit-norm in expectation, exactly when ``D = L`` (then the ``L`` columns of
     the full ``(L, L)`` matrix all have norm 1; with ``|G_i| = 1`` for all ``i`` the full matrix
-    is orthogonal).
+    is orthogonal). The gradient is `fastfood_transpose` (one autograd node each way, and
+    differentiable again).
 
     Args:
-        z: ``(d,)`` coordinates in the subspace, ``d <= L``.
+        z: ``(..., d)`` coordinates in the subspace, ``d <= L``.
         factors: from `fastfood_factors`, on ``z``'s device and in its dtype.
 
     Returns:
-        ``(D,)``.
+        ``(..., D)``.
     """
-    size, dim = factors.size, z.shape[-1]
+    return _Fastfood.apply(z, factors)
+
+
+def fastfood_transpose(y: Tensor, factors: FastfoodFactors, dim: int) -> Tensor:
+    """Return ``P^T @ y`` for the Fastfood matrix ``P`` of `fastfood` with ``d = dim`` columns.
+
+    Args:
+        y: ``(..., D)``.
+        factors: from `fastfood_factors`, on ``y``'s device and in its dtype.
+        dim: ``d``, the subspace dimension (``<= L``).
+
+    Returns:
+        ``(..., d)``.
+    """
+    return _FastfoodTranspose.apply(y, factors, dim)
+
+
+def _block(dim: int) -> int:
+    """``m``, the smallest power of two ``>= dim``."""
+    return 1 << max(0, (dim - 1).bit_length())
+
+
+def _apply(z: Tensor, factors: FastfoodFactors) -> Tensor:
+    """``P @ z`` (see `fastfood`), without autograd."""
+    block = _block(z.shape[-1])
     # z is zero past its first d entries, so H (B z) is H_m (B z)[:m] repeated L / m times (m:
     # the smallest power of two >= d; the Sylvester matrix H_L is H_(L/m) kron H_m and the first
-    # column of H_(L/m) is all ones): an m-point transform instead of an L-point one
-    block = 1 << max(0, (dim - 1).bit_length())
-    padded = torch.nn.functional.pad(z, (0, block - dim))
+    # column of H_(L/m) is all ones): an m-point transform instead of an L-point one, and the
+    # permutation of the repeated vector is a gather from one period
+    padded = torch.nn.functional.pad(z, (0, block - z.shape[-1]))
     x = hadamard_transform(padded * factors.signs[:block])
-    x = x.unsqueeze(-2).expand(*x.shape[:-1], size // block, block).reshape(*x.shape[:-1], size)
-    permuted = _Gather.apply(x, factors.permutation, factors.inverse_permutation)
+    permuted = x.index_select(-1, factors.block_permutation(block))
     x = hadamard_transform(permuted * factors.gaussian)
-    norm = torch.sqrt(factors.out_features * factors.gaussian.pow(2).sum())
-    return x[..., : factors.out_features] / norm
+    return x[..., : factors.out_features] / factors.norm
 
 
-class _Gather(torch.autograd.Function):
-    """``x[..., permutation]`` whose gradient is the gather by the inverse permutation.
+def _apply_transpose(y: Tensor, factors: FastfoodFactors, dim: int) -> Tensor:
+    """``P^T @ y`` (see `fastfood_transpose`), without autograd: the steps of `_apply` reversed."""
+    size, block = factors.size, _block(dim)
+    x = torch.nn.functional.pad(y / factors.norm, (0, size - factors.out_features))
+    x = hadamard_transform(x) * factors.gaussian
+    x = x.index_select(-1, factors.inverse_permutation)
+    # the transpose of repeating one period L / m times is the sum of the periods
+    x = x.view(*x.shape[:-1], size // block, block).sum(dim=-2)
+    return (hadamard_transform(x) * factors.signs[:block])[..., :dim]
 
-    Autograd's own backward of an index is a scatter-add into zeros (several times slower).
-    """
+
+class _Fastfood(torch.autograd.Function):
+    """``P @ z``; its gradient is `_FastfoodTranspose`."""
 
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(x: Tensor, permutation: Tensor, inverse: Tensor) -> Tensor:
-        return x.index_select(-1, permutation)
+    def forward(z: Tensor, factors: FastfoodFactors) -> Tensor:
+        return _apply(z, factors)
 
     @staticmethod
-    def setup_context(ctx: object, inputs: tuple, output: Tensor) -> None:
-        ctx.permutation, ctx.inverse = inputs[1], inputs[2]  # type: ignore[attr-defined]
+    def setup_context(ctx: Any, inputs: tuple, output: Tensor) -> None:
+        ctx.factors, ctx.dim = inputs[1], inputs[0].shape[-1]
 
     @staticmethod
-    def backward(ctx: object, grad: Tensor) -> tuple:
-        inverse, permutation = ctx.inverse, ctx.permutation  # type: ignore[attr-defined]
-        if torch.is_grad_enabled():  # create_graph: the gather must be differentiable again
-            return _Gather.apply(grad, inverse, permutation), None, None
-        return grad.index_select(-1, inverse), None, None
+    def backward(ctx: Any, grad: Tensor) -> tuple:
+        if torch.is_grad_enabled():  # create_graph: the gradient must be differentiable again
+            return _FastfoodTranspose.apply(grad, ctx.factors, ctx.dim), None
+        return _apply_transpose(grad, ctx.factors, ctx.dim), None
+
+
+class _FastfoodTranspose(torch.autograd.Function):
+    """``P^T @ y``; its gradient is `_Fastfood`."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(y: Tensor, factors: FastfoodFactors, dim: int) -> Tensor:
+        return _apply_transpose(y, factors, dim)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple, output: Tensor) -> None:
+        ctx.factors = inputs[1]
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple:
+        if torch.is_grad_enabled():
+            return _Fastfood.apply(grad, ctx.factors), None, None
+        return _apply(grad, ctx.factors), None, None

@@ -17,7 +17,12 @@ import torch
 from torch import Tensor
 
 from lsuite.errors import require
-from lsuite.functional.fastfood import FastfoodFactors, fastfood, fastfood_factors
+from lsuite.functional.fastfood import (
+    FastfoodFactors,
+    fastfood,
+    fastfood_factors,
+    fastfood_transpose,
+)
 
 Kind = Literal["dense", "sparse", "fastfood"]
 KINDS: tuple[str, ...] = get_args(Kind)
@@ -38,6 +43,9 @@ class _Dense:
     def __call__(self, z: Tensor) -> Tensor:
         return self.matrix @ z
 
+    def transpose(self, y: Tensor) -> Tensor:
+        return self.matrix.T @ y
+
 
 class _Sparse:
     """Very sparse +-1 entries (density ``1 / sqrt(D)``, Li, Hastie and Church 2006), normalised.
@@ -57,17 +65,21 @@ class _Sparse:
         norms = torch.zeros(dim, dtype=torch.float64).index_add_(0, index[1], values.pow(2))
         self.rows, self.cols = index[0], index[1]
         self.values = values / norms.clamp_min(1e-300).sqrt()[index[1]]
-        self.size = rows
+        self.size, self.dim = rows, dim
 
     def to(self, device: torch.device, dtype: torch.dtype) -> _Sparse:
         out = object.__new__(_Sparse)
         out.rows, out.cols = self.rows.to(device), self.cols.to(device)
-        out.values, out.size = self.values.to(device, dtype), self.size
+        out.values, out.size, out.dim = self.values.to(device, dtype), self.size, self.dim
         return out
 
     def __call__(self, z: Tensor) -> Tensor:
         out = torch.zeros(self.size, device=z.device, dtype=z.dtype)
         return out.index_add(0, self.rows, self.values * z[self.cols])
+
+    def transpose(self, y: Tensor) -> Tensor:
+        out = torch.zeros(self.dim, device=y.device, dtype=y.dtype)
+        return out.index_add(0, self.cols, self.values * y[self.rows])
 
 
 class _Fastfood:
@@ -75,14 +87,18 @@ class _Fastfood:
 
     def __init__(self, rows: int, dim: int, generator: torch.Generator) -> None:
         self.factors: FastfoodFactors = fastfood_factors(dim, rows, generator)
+        self.dim = dim
 
     def to(self, device: torch.device, dtype: torch.dtype) -> _Fastfood:
         out = object.__new__(_Fastfood)
-        out.factors = self.factors.to(device, dtype)
+        out.factors, out.dim = self.factors.to(device, dtype), self.dim
         return out
 
     def __call__(self, z: Tensor) -> Tensor:
         return fastfood(z, self.factors)
+
+    def transpose(self, y: Tensor) -> Tensor:
+        return fastfood_transpose(y, self.factors, self.dim)
 
 
 _BLOCKS = {"dense": _Dense, "sparse": _Sparse, "fastfood": _Fastfood}
@@ -115,19 +131,33 @@ class RandomProjection:
         require(len(sizes) >= 1 and min(sizes) >= 1, "sizes", list(sizes), "sizes >= 1")
         generator = torch.Generator().manual_seed(int(seed))
         blocks = list(sizes) if per_layer else [sum(sizes)]
+        self._sizes = blocks
         self.kind, self.dim, self.out_features = kind, dim, sum(sizes)
         self._blocks = [_BLOCKS[kind](rows, dim, generator) for rows in blocks]
         self._cache: dict[tuple[torch.device, torch.dtype], list] = {}
 
     def __call__(self, z: Tensor) -> Tensor:
         """Return ``P @ z``: ``(D,)`` from ``(d,)``, on ``z``'s device and in its dtype."""
-        key = (z.device, z.dtype)
-        if key not in self._cache:
-            self._cache = {key: [block.to(z.device, z.dtype) for block in self._blocks]}
-        blocks = self._cache[key]
+        blocks = self._on(z)
         if len(blocks) == 1:
             return blocks[0](z)
         return torch.cat([block(z) for block in blocks])
+
+    def transpose(self, y: Tensor) -> Tensor:
+        """Return ``P^T @ y``: ``(d,)`` from ``(D,)``, on ``y``'s device and in its dtype."""
+        blocks = self._on(y)
+        if len(blocks) == 1:
+            return blocks[0].transpose(y)
+        parts = torch.split(y, self._sizes)
+        columns = [b.transpose(part) for b, part in zip(blocks, parts, strict=True)]
+        return torch.stack(columns).sum(dim=0)
+
+    def _on(self, like: Tensor) -> list:
+        """The blocks on ``like``'s device and in its dtype (the last such copy is kept)."""
+        key = (like.device, like.dtype)
+        if key not in self._cache:
+            self._cache = {key: [block.to(like.device, like.dtype) for block in self._blocks]}
+        return self._cache[key]
 
     def matrix(self) -> Tensor:
         """Return ``P`` as a dense ``(D, d)`` float64 tensor (for tests and small ``D``)."""

@@ -7,17 +7,17 @@ landscapes".
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 from typing_extensions import override
 
 from lsuite.errors import require
 from lsuite.functional.params import Params
 from lsuite.functional.random_projection import KINDS, Kind, RandomProjection
 from lsuite.model.classifier import Classifier, OptimizerFactory, SchedulerFactory
-from lsuite.model.skeleton import network_at
+from lsuite.model.skeleton import ParameterBinding, network_at
 
 
 class RandomSubspace(Classifier):
@@ -65,27 +65,49 @@ class RandomSubspace(Classifier):
         require(len(self.names) > 0, "net", type(net).__name__, "a network with parameters")
         for p in self.net.parameters():
             p.requires_grad_(False)
-        sizes = [self.net.get_parameter(n).numel() for n in self.names]
         self.dim = dim
+        self._call = ParameterBinding(self.net, self.names)
+        slots: dict[str, tuple[dict[str, Any], str]] = {}
+        for table, leaf, name in self._call.slots:
+            slots.setdefault(name, (table, leaf))
+        self._w0_slots = [slots[n] for n in self.names]
+        self._shapes = tuple(self.net.get_parameter(n).shape for n in self.names)
+        self._sizes = tuple(shape.numel() for shape in self._shapes)
+        self._initial: tuple[tuple[tuple[int, int], ...], Tensor] | None = None
         self.z = nn.Parameter(torch.zeros(dim))
         self.projection: Callable[[Tensor], Tensor] = RandomProjection(
-            projection, sizes, dim, seed, per_layer=per_layer
+            projection, list(self._sizes), dim, seed, per_layer=per_layer
         )
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
 
     def point(self) -> Params:
         """Return the network's trainable parameters ``w0 + P z`` (differentiable in ``z``)."""
-        w0 = [self.net.get_parameter(name) for name in self.names]
-        # one flat sum and views of it: the backward is one concatenation, not a zero-filled
-        # (D,) gradient per parameter tensor
-        flat = torch.cat([p.reshape(-1) for p in w0]) + self.projection(self.z)
-        chunks = torch.split(flat, [p.numel() for p in w0])
-        return {n: c.view_as(p) for n, c, p in zip(self.names, chunks, w0, strict=True)}
+        w0, flat_w0 = self.initial_weights()
+        if isinstance(self.projection, RandomProjection):
+            # one autograd node whose backward is P^T of the concatenated gradients
+            values = _Point.apply(self.z, flat_w0, self.projection, self._shapes, self._sizes)
+            return dict(zip(self.names, values, strict=True))
+        # any other map: one flat sum and views of it, through autograd (the backward is one
+        # concatenation, not a zero-filled (D,) gradient per parameter tensor)
+        chunks = torch.split(flat_w0 + self.projection(self.z), self._sizes)
+        return {n: c.view(p.shape) for n, c, p in zip(self.names, chunks, w0, strict=True)}
+
+    def initial_weights(self) -> tuple[list[Tensor], Tensor]:
+        """Return ``w0``: the network's parameters (`names` order) and their ``(D,)`` concatenation.
+
+        The concatenation is cached while every parameter is the same tensor at the same
+        version (a load, a device move or any in-place change makes a new one).
+        """
+        w0 = [table[leaf] for table, leaf in self._w0_slots]
+        key = tuple((p.data_ptr(), p._version) for p in w0)
+        if self._initial is None or self._initial[0] != key:
+            self._initial = (key, torch.cat([p.reshape(-1) for p in w0]))
+        return w0, self._initial[1]
 
     @override
     def forward(self, inputs: Tensor) -> Tensor:
         """Return ``(B, C)`` logits of the network at ``w0 + P z``."""
-        return functional_call(self.net, self.point(), (inputs,))
+        return self._call(self.point(), inputs)
 
     @override
     def l2_penalty(self) -> Tensor:
@@ -98,3 +120,36 @@ class RandomSubspace(Classifier):
         """Return a copy of the network at ``w0 + P z`` (what the probes measure)."""
         with torch.no_grad():
             return network_at(self.net, self.point())
+
+
+class _Point(torch.autograd.Function):
+    """``w0 + P z`` viewed as the network's tensors; the gradient is ``P^T`` of theirs, joined.
+
+    One node instead of autograd's addition, split and view per tensor (a tenth of a step on
+    the digits MLP); its backward is differentiable again (`RandomProjection.transpose` is).
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        z: Tensor,
+        flat_w0: Tensor,
+        projection: RandomProjection,
+        shapes: tuple[torch.Size, ...],
+        sizes: tuple[int, ...],
+    ) -> tuple[Tensor, ...]:
+        ctx.projection, ctx.shapes = projection, shapes
+        ctx.set_materialize_grads(False)
+        chunks = torch.split(flat_w0 + projection(z), sizes)
+        return tuple(c.view(shape) for c, shape in zip(chunks, shapes, strict=True))
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Tensor | None) -> tuple:
+        like = next(g for g in grads if g is not None)
+        flat = torch.cat(
+            [
+                like.new_zeros(shape).reshape(-1) if g is None else g.reshape(-1)
+                for g, shape in zip(grads, ctx.shapes, strict=True)
+            ]
+        )
+        return ctx.projection.transpose(flat), None, None, None, None

@@ -16,14 +16,18 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
-from torch.autograd.function import once_differentiable
-from torch.func import functional_call
 from typing_extensions import override
 
-from lsuite.errors import require
+from lsuite.errors import ConfigError, require
 from lsuite.functional.params import Params
+from lsuite.functional.vertex_combination import (
+    VertexEntry,
+    VertexLayout,
+    combine_vertices,
+    cosine_squared,
+)
 from lsuite.model.classifier import Classifier, OptimizerFactory, SchedulerFactory
-from lsuite.model.skeleton import network_at, strip_parameters
+from lsuite.model.skeleton import ParameterBinding, network_at, strip_parameters
 from lsuite.results.jsonl import write_atomic
 
 log = logging.getLogger("lsuite")
@@ -47,66 +51,6 @@ def sample_simplex(num_vertices: int, num_groups: int, generator: torch.Generato
     """
     exponential = -torch.log1p(-torch.rand(num_groups, num_vertices, generator=generator).double())
     return exponential / exponential.sum(dim=1, keepdim=True)
-
-
-def cosine_squared(points: Tensor, i: int, j: int) -> tuple[Tensor, Tensor]:
-    """Return ``cos^2`` and ``cos`` of the angle between rows ``i`` and ``j`` of ``points``.
-
-    `Subspace` passes the weights of its vertices' linear and convolutional layers (the tensors
-    with two or more dimensions, flattened and concatenated), as Wortsman et al. regularise
-    their convolutions' weights. The gradient is the closed form, written straight into one
-    ``(K, P)`` tensor (autograd's row selections would each add a zero-filled copy of all
-    vertices).
-
-    Args:
-        points: ``(K, P)`` flattened vertices.
-        i: one vertex.
-        j: another vertex.
-
-    Returns:
-        ``(cos^2, cos)``, 0-dim tensors.
-    """
-    square, cosine, _ = _Cosine.apply(points, int(i), int(j))
-    return square, cosine
-
-
-class _Cosine(torch.autograd.Function):
-    """``(cos^2, cos)`` of two rows of a matrix, in few operations (each costs ~5 us on a CPU).
-
-    With ``G = V V^T`` and ``c = G_ij / sqrt(G_ii G_jj)``, the gradient of a function of ``c`` is
-    ``S V`` for the ``(K, K)`` matrix ``S`` that is zero but for ``S_ii = -s c / G_ii``,
-    ``S_ij = S_ji = s / sqrt(G_ii G_jj)`` and ``S_jj = -s c / G_jj`` (``s``: its derivative in
-    ``c``): one product with the vertices, not autograd's chain of row selections.
-    """
-
-    @staticmethod
-    def forward(points: Tensor, i: int, j: int) -> tuple[Tensor, Tensor, Tensor]:
-        k = points.shape[0]
-        gram = (points @ points.T).flatten()
-        ab, aa, bb = gram[[i * k + j, i * k + i, j * k + j]].unbind()
-        inverse_norms = torch.rsqrt(aa * bb)
-        cosine = ab * inverse_norms
-        # the entries (i, i), (i, j), (j, i), (j, j) of S / s
-        coefficients = torch.stack([-cosine / aa, inverse_norms, inverse_norms, -cosine / bb])
-        return cosine * cosine, cosine, coefficients
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
-        points, i, j = inputs
-        k = points.shape[0]
-        ctx.index = [i * k + i, i * k + j, j * k + i, j * k + j]
-        ctx.mark_non_differentiable(output[2])
-        ctx.save_for_backward(points, output[1], output[2])
-
-    @staticmethod
-    @once_differentiable  # no second derivatives (nothing in lsuite takes them of the loss)
-    def backward(ctx: Any, grad_square: Tensor, grad_cosine: Tensor, _: Tensor) -> tuple:
-        points, cosine, coefficients = ctx.saved_tensors
-        scale = torch.addcmul(grad_cosine, cosine, grad_square, value=2)
-        k = points.shape[0]
-        matrix = torch.zeros(k * k, dtype=points.dtype, device=points.device)
-        matrix[ctx.index] = scale * coefficients
-        return matrix.view(k, k) @ points, None, None
 
 
 def evaluation_points(num_vertices: int, num_points: int) -> list[tuple[str, list[float]]]:
@@ -140,8 +84,11 @@ class Subspace(Classifier):
     network's weights and each other vertex at an independent draw (each tensor's entries
     randomly permuted: a fresh draw of any elementwise i.i.d. initialisation). Each training
     batch is evaluated at a random point of the simplex (uniform, from a generator seeded with
-    ``seed``; one point per layer with ``layerwise``) through `torch.func.functional_call`, and
-    ``beta * cos^2`` between two vertices (the pair drawn with the point) is added to the loss.
+    ``seed``; one point per layer with ``layerwise``) with the point's tensors put into the
+    network's parameter slots (`lsuite.model.skeleton.ParameterBinding`, what
+    ``torch.func.functional_call`` does, set up once), and ``beta * cos^2`` between two vertices
+    (the pair drawn with the point) is added to the loss. The point and the cosine are one
+    autograd node (`lsuite.functional.vertex_combination.combine_vertices`).
     Validation and test run at the midpoint (the centre), which is also the network the probes
     measure (`probe_network`). At the end of fitting the validation loss and accuracy are
     evaluated along the line (or at the vertices, edge midpoints and centre) and logged as
@@ -195,6 +142,7 @@ class Subspace(Classifier):
         self.beta = float(beta)
         self.layerwise = bool(layerwise)
         self.eval_points = eval_points
+        self._call = ParameterBinding(self.net)
         base = strip_parameters(self.net)
         require(len(base) > 0, "net", type(net).__name__, "a network with parameters")
         # Vertices flattened into rows, the weights (tensors of 2 or more dimensions, those the
@@ -217,12 +165,24 @@ class Subspace(Classifier):
         owners = list(dict.fromkeys(n.rpartition(".")[0] for n in base))
         self.groups = {n: owners.index(n.rpartition(".")[0]) if layerwise else 0 for n in base}
         self.num_groups = len(owners) if layerwise else 1
+        self._layouts = {g: self._layout(g) for g in {1, self.num_groups}}
         # torch's Mersenne Twister seeded with a small int gives correlated first draws (seed 0:
         # 18 of the first 22 alphas above 0.5); Python's seeding scrambles the seed first.
         self.generator = torch.Generator().manual_seed(random.Random(int(seed)).getrandbits(63))
         self.evaluation: list[dict[str, Any]] = []
         self._draw: tuple[Tensor, tuple[int, int]] | None = None
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
+
+    def _layout(self, num_groups: int) -> VertexLayout:
+        parts = []
+        for names, offset in ((self.weight_names, 0), (self._other_names, self._num_weights)):
+            entries = []
+            for n in names:
+                a, b = self._slices[n]
+                group = self.groups[n] if num_groups > 1 else 0
+                entries.append(VertexEntry(n, a - offset, b - offset, self._like[n].shape, group))
+            parts.append(tuple(entries))
+        return VertexLayout((parts[0], parts[1]), num_groups)
 
     def _initial_vertices(self, first: Tensor, base: Params) -> Tensor:
         rows = [first]
@@ -245,24 +205,20 @@ class Subspace(Classifier):
 
     def point(self, weights: Tensor) -> Params:
         """Return the network's parameters at ``(G, K)`` (or ``(K,)``) barycentric ``weights``."""
+        return self._combine(weights)[0]
+
+    def _combine(
+        self, weights: Tensor, pair: tuple[int, int] | None = None
+    ) -> tuple[Params, tuple[Tensor, Tensor] | None]:
+        """Return the parameters at ``weights`` and, for a ``pair``, its ``(cos^2, cos)``."""
         weights = weights.reshape(-1, self.num_vertices).to(self.weight_vertices)
-        if weights.shape[0] == 1:
-            # torch.split, not slices: its backward is one concatenation, not a zero-filled
-            # (P,) gradient per tensor
-            out: Params = {}
-            for part, names in (
-                (self.weight_vertices, self.weight_names),
-                (self.other_vertices, self._other_names),
-            ):
-                sizes = [self._like[n].numel() for n in names]
-                for n, chunk in zip(names, torch.split(weights[0] @ part, sizes), strict=True):
-                    out[n] = chunk.view(self._like[n].shape)
-            return out
-        vertices = self.vertices
-        return {
-            n: (weights[self.groups[n]] @ vertices[:, a:b]).view(self._like[n].shape)
-            for n, (a, b) in self._slices.items()
-        }
+        layout = self._layouts.get(weights.shape[0])
+        if layout is None:  # not require(): its message would be formatted at every step
+            raise ConfigError(
+                f"weights: got shape {tuple(weights.shape)}; expected (K,) or (G, K) with "
+                f"G = 1 or {self.num_groups} (one row per layer)"
+            )
+        return combine_vertices(self.weight_vertices, self.other_vertices, weights, layout, pair)
 
     def cosine(self, i: int, j: int) -> tuple[Tensor, Tensor]:
         """Return ``cos^2`` and ``cos`` between the weights of vertices ``i`` and ``j``."""
@@ -275,7 +231,7 @@ class Subspace(Classifier):
     @override
     def forward(self, inputs: Tensor) -> Tensor:
         """Return ``(B, C)`` logits of the network at the midpoint."""
-        return functional_call(self.net, self.midpoint(), (inputs,))
+        return self._call(self.midpoint(), inputs)
 
     def probe_network(self) -> nn.Module:
         """Return a copy of the network at the midpoint (what the probes measure)."""
@@ -297,14 +253,14 @@ class Subspace(Classifier):
             self._draw = self._next_draw()
         weights, (i, j) = self._draw
         inputs, targets = batch[0], batch[1]
-        params = self.point(weights)
-        logits = functional_call(self.net, params, (inputs,))
+        # the point and the pair's cosine in one autograd node (the cosine's gradient is
+        # skipped when beta is 0: nothing then depends on it)
+        params, (cos2, cosine) = self._combine(weights, (i, j))
+        logits = self._call(params, inputs)
         loss = F.cross_entropy(logits, targets)
         objective = loss
         if self.l2 > 0:
             objective = objective + 0.5 * self.l2 * sum(p.pow(2).sum() for p in params.values())
-        with torch.set_grad_enabled(self.beta > 0 and torch.is_grad_enabled()):
-            cos2, cosine = self.cosine(i, j)
         if self.beta > 0:
             objective = objective + self.beta * cos2
         if first_pass:
@@ -364,7 +320,7 @@ class Subspace(Classifier):
         for loader in loaders:
             for batch in loader:
                 inputs, targets = self.transfer_batch_to_device(batch, self.device, 0)[:2]
-                logits = functional_call(self.net, params, (inputs,))
+                logits = self._call(params, inputs)
                 loss = F.cross_entropy(logits, targets, reduction="sum")
                 correct = (logits.argmax(dim=1) == targets).sum()
                 count = torch.tensor(len(targets), dtype=torch.float64, device=self.device)

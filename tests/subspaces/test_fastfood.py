@@ -11,6 +11,7 @@ from lsuite.functional.fastfood import (
     FastfoodFactors,
     fastfood,
     fastfood_factors,
+    fastfood_transpose,
     hadamard_transform,
 )
 
@@ -103,3 +104,31 @@ def _butterflies(x):
 def test_hadamard_of_large_sizes_equals_butterflies(size):
     x = torch.randn(2, size, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(hadamard_transform(x), _butterflies(x), rtol=1e-12, atol=1e-9)
+
+
+@pytest.mark.parametrize(("dim", "out"), [(5, 100), (64, 64), (3, 1), (20, 7), (300, 1000)])
+def test_fastfood_gradient_is_the_transpose(dim, out):
+    """The closed-form backward (fastfood_transpose) equals P^T of the explicit matrix."""
+    factors = fastfood_factors(dim, out, torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(6)
+    z = torch.randn(2, dim, generator=g, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(2, out, generator=g, dtype=torch.float64)
+    (grad,) = torch.autograd.grad(fastfood(z, factors), z, v)
+    expected = v @ _explicit(factors, dim)
+    torch.testing.assert_close(grad, expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        fastfood_transpose(v, factors, dim), expected, rtol=1e-12, atol=1e-12
+    )
+
+
+def test_fastfood_second_derivatives_and_vmap():
+    factors = fastfood_factors(6, 40, torch.Generator().manual_seed(7))
+    z = torch.randn(6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda z: fastfood(z, factors), (z,))
+    assert torch.autograd.gradgradcheck(lambda z: fastfood(z, factors).pow(2), (z,))
+    y = torch.randn(40, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda y: fastfood_transpose(y, factors, 6).pow(2), (y,))
+    batch = torch.randn(3, 6, dtype=torch.float64)
+    torch.testing.assert_close(
+        torch.func.vmap(lambda z: fastfood(z, factors))(batch), fastfood(batch, factors)
+    )

@@ -50,6 +50,15 @@ def test_float32_matches_float64_and_is_linear(kind):
     torch.testing.assert_close(grad, projection.matrix().sum(dim=0))
 
 
+@pytest.mark.parametrize("per_layer", [False, True], ids=["one block", "per layer"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_transpose_is_the_matrix_transpose(kind, per_layer):
+    projection = RandomProjection(kind, [40, 9, 15], 7, seed=2, per_layer=per_layer)
+    y = torch.randn(64, dtype=torch.float64)
+    expected = projection.matrix().T @ y
+    torch.testing.assert_close(projection.transpose(y), expected, rtol=1e-12, atol=1e-12)
+
+
 def test_bad_arguments_are_config_errors():
     with pytest.raises(ConfigError, match="projection: got 'gauss'"):
         RandomProjection("gauss", [10], 2, seed=0)

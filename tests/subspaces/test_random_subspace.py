@@ -103,3 +103,37 @@ def test_bad_arguments_are_config_errors():
         RandomSubspace(_net(), partial(torch.optim.SGD, lr=0.1), 3, dim=0)
     with pytest.raises(ConfigError, match="projection: got 'identity'; expected one of dense"):
         RandomSubspace(_net(), partial(torch.optim.SGD, lr=0.1), 3, projection="identity")
+
+
+@pytest.mark.parametrize("kind", ["dense", "sparse", "fastfood"])
+@pytest.mark.parametrize("per_layer", [False, True], ids=["one block", "per layer"])
+def test_gradient_is_the_projected_gradient_of_the_weights(kind, per_layer):
+    """The one-node point's gradient in z is P^T of the loss gradient in w (float64)."""
+    net = _net()
+    module = _quiet(
+        RandomSubspace(
+            net, partial(torch.optim.SGD, lr=0.1), 3, l2=0.1, dim=6, projection=kind,
+            per_layer=per_layer,
+        )
+    )  # fmt: skip
+    module.z.data = torch.randn(6, dtype=torch.float64)
+    batch = (torch.randn(8, 6, dtype=torch.float64), torch.randint(0, 3, (8,)))
+    module.training_step(batch, 0).backward()
+    point = {n: v.detach().requires_grad_() for n, v in module.point().items()}
+    logits = functional_call(module.net, point, (batch[0],))
+    objective = F.cross_entropy(logits, batch[1])
+    objective = objective + 0.05 * sum(p.pow(2).sum() for p in point.values())
+    grads = torch.autograd.grad(objective, list(point.values()))
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    expected = module.projection.matrix().T @ flat
+    torch.testing.assert_close(module.z.grad, expected, rtol=1e-12, atol=1e-14)
+
+
+def test_cached_initial_weights_follow_a_load():
+    module = RandomSubspace(_net(), partial(torch.optim.SGD, lr=0.1), 3, dim=4)
+    _, first = module.initial_weights()
+    assert module.initial_weights()[1] is first  # cached
+    state = {k: v + 1 for k, v in module.state_dict().items()}
+    module.load_state_dict(state)
+    _, second = module.initial_weights()
+    torch.testing.assert_close(second, first + 1)

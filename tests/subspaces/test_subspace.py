@@ -210,3 +210,31 @@ def test_simplex_vertices_all_train():
     for name, stack in module.stacked().items():
         for k in range(4):
             assert not torch.equal(stack[k], before[name][k]), (name, k)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"beta": 2.0}, {"num_vertices": 3, "l2": 0.1}, {"layerwise": True, "beta": 0.5}],
+    ids=["line", "simplex-l2", "layerwise"],
+)
+def test_training_gradient_equals_autograd_of_the_objective(kwargs):
+    """The one-node combination's gradient equals autograd's through the plain expression."""
+    torch.manual_seed(0)
+    net = MLP(input_shape=(6,), num_classes=3, width=8).double()
+    module = _module(net, **kwargs)
+    module.should_log_training_step = lambda: True
+    batch = (torch.randn(8, 6, dtype=torch.float64), torch.randint(0, 3, (8,)))
+    module.training_step(batch, 0).backward()
+    weights, (i, j) = module._draw
+    vertices = module.vertices.detach().requires_grad_()
+    params = {
+        n: (weights[module.groups[n]].double() @ vertices[:, a:b]).view(module._like[n].shape)
+        for n, (a, b) in module._slices.items()
+    }
+    objective = F.cross_entropy(functional_call(module.net, params, (batch[0],)), batch[1])
+    objective = objective + 0.5 * module.l2 * sum(p.pow(2).sum() for p in params.values())
+    u, v = vertices[i, : module._num_weights], vertices[j, : module._num_weights]
+    objective = objective + module.beta * (u @ v / (u.norm() * v.norm())) ** 2
+    objective.backward()
+    grad = torch.cat([module.weight_vertices.grad, module.other_vertices.grad], dim=1)
+    torch.testing.assert_close(grad, vertices.grad, rtol=1e-12, atol=1e-14)
