@@ -147,7 +147,11 @@ def _left_out(
 
 
 def kendall_tau(x: Sequence[float], y: Sequence[float]) -> tuple[float, int]:
-    """Return Kendall's tau-b of ``x`` and ``y`` over the pairs where both are finite.
+    """Return Kendall's tau-b of ``x`` and ``y`` over the pairs where neither is NaN.
+
+    Infinities are kept: they are ordered like any value (a flatness ``1 / alpha^2`` of a run
+    whose scale ``alpha`` is 0 is the largest), so tau of a measure and of any monotone
+    transform of it agree.
 
     Without ties, tau-b is the tau of Jiang et al. (2020): the mean of
     ``sign(x_i - x_j) * sign(y_i - y_j)`` over all pairs ``i != j``. ``scipy.stats.kendalltau``
@@ -159,9 +163,9 @@ def kendall_tau(x: Sequence[float], y: Sequence[float]) -> tuple[float, int]:
 
     Returns:
         ``(tau, n)``: tau is NaN when fewer than 2 pairs remain or either side is constant;
-        ``n`` is the number of finite pairs.
+        ``n`` is the number of pairs used.
     """
-    pairs = [(a, b) for a, b in zip(x, y, strict=True) if math.isfinite(a) and math.isfinite(b)]
+    pairs = [(a, b) for a, b in zip(x, y, strict=True) if not (math.isnan(a) or math.isnan(b))]
     if len(pairs) < 2 or len({a for a, _ in pairs}) < 2 or len({b for _, b in pairs}) < 2:
         return math.nan, len(pairs)
     a, b = zip(*pairs, strict=True)
@@ -194,7 +198,7 @@ def granulated_tau(
     ``psi = mean_i m_i``, ``m_i = mean over the values of the other keys of tau(x, y)`` over
     the runs that share those values (Jiang, Neyshabur, Mobahi, Krishnan, Bengio 2020,
     "Fantastic Generalization Measures and Where to Find Them", eq. 4). Groups whose tau is
-    undefined (fewer than 2 finite pairs, a constant side) are skipped, so a sweep with runs
+    undefined (fewer than 2 pairs without NaN, a constant side) are skipped, so a sweep with runs
     left out uses the groups that remain.
 
     Args:
@@ -216,7 +220,7 @@ def granulated_tau(
             tau, _ = kendall_tau([x[i] for i in indices], [y[i] for i in indices])
             if not math.isnan(tau):
                 taus.append(tau)
-                members.update(i for i in indices if math.isfinite(x[i] + y[i]))
+                members.update(i for i in indices if not math.isnan(x[i] + y[i]))
         per_key[key] = sum(taus) / len(taus) if taus else math.nan
         groups[key] = len(taus)
     defined = [v for v in per_key.values() if not math.isnan(v)]
@@ -268,7 +272,7 @@ def correlate(selection: Selection, target: str) -> tuple[list[Correlation], lis
     out, constant = [], []
     for name in names:
         x = [values.get(name, math.nan) for values in selection.values]
-        if len({v for v in x if math.isfinite(v)}) < 2:
+        if len({v for v in x if not math.isnan(v)}) < 2:
             constant.append(name)
             continue
         tau, n = kendall_tau(x, y)

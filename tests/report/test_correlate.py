@@ -151,6 +151,22 @@ def test_kendall_tau_matches_scipy_and_hand():
     assert math.isnan(kendall_tau([1.0], [2.0])[0])
 
 
+def test_infinite_flatness_ranks_as_the_largest_value():
+    """1/alpha^2 with alpha = 0 is inf: kept, so its tau is minus that of alpha (a monotone map)."""
+    alpha = [0.0, 0.1, 0.2, 0.0, 0.3, 0.05]
+    flatness = [math.inf if a == 0 else 1 / a**2 for a in alpha]
+    gap = [0.5, 0.2, 0.1, 0.4, 0.05, 0.3]
+    tau_alpha, n_alpha = kendall_tau(alpha, gap)
+    tau_flat, n_flat = kendall_tau(flatness, gap)
+    assert n_alpha == n_flat == 6
+    assert tau_flat == pytest.approx(-tau_alpha, abs=1e-12)
+    assert tau_flat == pytest.approx(kendalltau(flatness, gap).statistic, abs=1e-12)
+    settings = [{"k": i % 2, "j": i // 2} for i in range(6)]
+    granulated = granulated_tau(flatness, gap, settings, ["k", "j"])
+    assert granulated.runs == 6
+    assert granulated.psi == pytest.approx(-granulated_tau(alpha, gap, settings, ["k", "j"]).psi)
+
+
 def test_granulated_tau_by_hand():
     settings = [{"a": a, "b": b} for a, b in itertools.product((0, 1), (0, 1, 2))]
     x = [1.0, 2.0, 3.0, 6.0, 5.0, 4.0]
