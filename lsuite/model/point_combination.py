@@ -17,16 +17,17 @@ import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 from torch.func import functional_call
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from lsuite.anchors.files import load_point
 from lsuite.errors import require
 from lsuite.functional.curves import FamilyKind, PointFamily, attach_family
 from lsuite.functional.params import Params, unflatten
 from lsuite.model.classifier import OptimizerFactory, SchedulerFactory
-from lsuite.probes.batch_norm_stats import BatchNormRecompute
-from lsuite.probes.data_source import DataSource
-from lsuite.probes.point import snapshot
+from lsuite.model.point_batch_norm import (
+    first_training_batches,
+    has_batch_norm,
+    recompute_batch_norm,
+)
 
 
 class PointCombination(LightningModule):
@@ -47,7 +48,7 @@ class PointCombination(LightningModule):
     ``test/line_loss_max`` and ``test/line_error_max`` over `reference_coefficients` (the
     straight line between a curve's ends, a simplex's face). With BatchNorm the
     running statistics of every row are recomputed on ``bn_batches`` training batches first
-    (`lsuite.probes.batch_norm_stats.BatchNormRecompute`, on this rank's batches).
+    (`lsuite.model.point_batch_norm.recompute_batch_norm`, on this rank's batches).
 
     Args:
         net: the network (its current weights are unused except as the template).
@@ -105,9 +106,7 @@ class PointCombination(LightningModule):
         self._fit_loader: Any = None
         self._row_sets: dict[str, Tensor] = {}
         self._row_buffers: dict[str, list[Params] | None] = {}
-        self._has_batch_norm = any(
-            isinstance(m, _BatchNorm) and m.track_running_stats for m in net.modules()
-        )
+        self._has_batch_norm = has_batch_norm(net)
         self.refresh_network()
 
     # -- the family --------------------------------------------------------------------------
@@ -289,35 +288,8 @@ class PointCombination(LightningModule):
         Returns:
             ``N`` dicts of ``net``'s buffers (the running statistics of each point).
         """
-        batches = []
-        with torch.random.fork_rng(devices=[]):  # the loader's shuffle must not move training RNG
-            for batch in self._train_loader():
-                batches.append((batch[0].to(self.device), batch[1].to(self.device)))
-                if len(batches) == self.bn_batches:
-                    break
-        point = snapshot(self.net, F.cross_entropy)
-        recompute = BatchNormRecompute(point, DataSource(batches), self.bn_batches)
-        return [recompute({k: v.detach() for k, v in self.params_at(c).items()}) for c in rows]
-
-    def _train_loader(self) -> Any:
-        """Return the training loader: the datamodule's, else the one given to ``fit``."""
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is not None:
-            return datamodule.train_dataloader()
-        loader = self.trainer.train_dataloader
-        if loader is None:  # a test after fit: the loader fit used
-            loader = self._fit_loader
-        if loader is None:  # the sanity check runs before fit loads them: ask fit's source
-            source = getattr(self.trainer.fit_loop, "_data_source", None)
-            if source is not None and source.is_defined():
-                loader = source.dataloader()
-        if loader is None:
-            raise RuntimeError(
-                "BatchNorm statistics at every evaluated point are recomputed on training "
-                "batches: pass a datamodule, or fit with train loaders first "
-                "(trainer.fit(module, train_loader, ...)), before validating or testing this module"
-            )
-        return loader
+        batches = first_training_batches(self, self.bn_batches, self._fit_loader)
+        return recompute_batch_norm(self.net, batches, [self.params_at(c) for c in rows])
 
     def on_train_start(self) -> None:
         """Keep the training loader of fit (a ``trainer.test`` after it recomputes BatchNorm)."""

@@ -6,7 +6,6 @@ Wortsman, Horton, Guestrin, Farhadi and Rastegari 2021, "Learning neural network
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import random
 from pathlib import Path
@@ -16,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
+from torch.func import functional_call
 from typing_extensions import override
 
 from lsuite.errors import ConfigError, require
@@ -27,13 +27,20 @@ from lsuite.functional.vertex_combination import (
     cosine_squared,
 )
 from lsuite.model.classifier import Classifier, OptimizerFactory, SchedulerFactory
+from lsuite.model.point_batch_norm import (
+    first_training_batches,
+    has_batch_norm,
+    recompute_batch_norm,
+)
 from lsuite.model.skeleton import ParameterBinding, network_at, strip_parameters
-from lsuite.results.jsonl import write_atomic
+from lsuite.model.subspace_evaluation import EVALUATION_FILE as EVALUATION_FILE  # re-exported
+from lsuite.model.subspace_evaluation import (
+    evaluation_points,
+    evaluation_totals,
+    write_evaluation,
+)
 
 log = logging.getLogger("lsuite")
-
-EVALUATION_FILE = "subspace.json"
-"""Written into the run directory at the end of fitting: validation loss and accuracy per point."""
 
 
 def sample_simplex(num_vertices: int, num_groups: int, generator: torch.Generator) -> Tensor:
@@ -51,30 +58,6 @@ def sample_simplex(num_vertices: int, num_groups: int, generator: torch.Generato
     """
     exponential = -torch.log1p(-torch.rand(num_groups, num_vertices, generator=generator).double())
     return exponential / exponential.sum(dim=1, keepdim=True)
-
-
-def evaluation_points(num_vertices: int, num_points: int) -> list[tuple[str, list[float]]]:
-    """Return the labelled barycentric points evaluated at the end of fitting.
-
-    A line: ``num_points`` values of alpha from 0 to 1 (``alpha=0.50`` is the midpoint). A
-    simplex: each vertex, each edge's midpoint and the centre.
-
-    Args:
-        num_vertices: ``K``.
-        num_points: values of alpha on a line (>= 2).
-
-    Returns:
-        ``(label, (K,) coordinates)`` pairs.
-    """
-    if num_vertices == 2:
-        alphas = torch.linspace(0, 1, num_points, dtype=torch.float64).tolist()
-        return [(f"alpha={a:.2f}", [1 - a, a]) for a in alphas]
-    eye = torch.eye(num_vertices, dtype=torch.float64)
-    points = [(f"vertex={k}", eye[k].tolist()) for k in range(num_vertices)]
-    for i, j in itertools.combinations(range(num_vertices), 2):
-        points.append((f"edge={i}-{j}", ((eye[i] + eye[j]) / 2).tolist()))
-    points.append(("center", [1 / num_vertices] * num_vertices))
-    return points
 
 
 class Subspace(Classifier):
@@ -98,7 +81,13 @@ class Subspace(Classifier):
     more dimensions, flattened in `weight_names` order) and ``other_vertices`` ``(K, P - P_w)``
     (the rest); `stacked` gives them per parameter name. The network itself is a skeleton
     without parameters (`lsuite.model.skeleton.strip_parameters`); it keeps its buffers.
-    BatchNorm statistics are one set, shared by all points (updated at the sampled points).
+    BatchNorm: training updates one set of running statistics, shared by all points (updated at
+    the sampled points); with BatchNorm layers, validation and test at the midpoint and the
+    evaluation along the subspace at the end of fitting recompute the statistics at each
+    evaluated point on the first ``bn_batches`` training batches (this rank's; the equal-weight
+    mean of their batch statistics, as Wortsman et al. do; `lsuite.model.point_batch_norm`),
+    and ``subspace.json`` says so (``"batch_norm": "recomputed"``, else ``"none"``). The probes
+    measure `probe_network`, with the shared statistics.
     Logged besides `Classifier`'s: ``train/cosine`` (the cosine of the regularised pair).
 
     Args:
@@ -112,6 +101,8 @@ class Subspace(Classifier):
         layerwise: draw an independent point for every layer (module) instead of one.
         seed: seed of the point and pair draws.
         eval_points: values of alpha evaluated along a line at the end of fitting (>= 2).
+        bn_batches: training batches for BatchNorm statistics at each evaluated point (>= 1;
+            unused without BatchNorm).
     """
 
     def __init__(
@@ -126,6 +117,7 @@ class Subspace(Classifier):
         layerwise: bool = False,
         seed: int = 0,
         eval_points: int = 11,
+        bn_batches: int = 4,
     ) -> None:
         require(
             isinstance(num_vertices, int) and num_vertices >= 2,
@@ -137,11 +129,21 @@ class Subspace(Classifier):
         require(
             isinstance(eval_points, int) and eval_points >= 2, "eval_points", eval_points, ">= 2"
         )
+        require(
+            isinstance(bn_batches, int) and not isinstance(bn_batches, bool) and bn_batches >= 1,
+            "bn_batches",
+            bn_batches,
+            "an int >= 1",
+        )
         super().__init__(net, optimizer, num_classes, scheduler, l2)
         self.num_vertices = num_vertices
         self.beta = float(beta)
         self.layerwise = bool(layerwise)
         self.eval_points = eval_points
+        self.bn_batches = bn_batches
+        self._has_batch_norm = has_batch_norm(self.net)
+        self._fit_loader: Any = None
+        self._eval_buffers: Params | None = None  # the midpoint's, during validation and test
         self._call = ParameterBinding(self.net)
         base = strip_parameters(self.net)
         require(len(base) > 0, "net", type(net).__name__, "a network with parameters")
@@ -230,8 +232,59 @@ class Subspace(Classifier):
 
     @override
     def forward(self, inputs: Tensor) -> Tensor:
-        """Return ``(B, C)`` logits of the network at the midpoint."""
+        """Return ``(B, C)`` logits of the network at the midpoint.
+
+        During validation and test of a network with BatchNorm, with the statistics recomputed at
+        the midpoint; otherwise with the shared ones.
+        """
+        if self._eval_buffers is not None:
+            state = {**self._eval_buffers, **self.midpoint()}
+            return functional_call(self.net, state, (inputs,), strict=False)
         return self._call(self.midpoint(), inputs)
+
+    def batch_norm_at(self, points: list[Tensor]) -> list[Params]:
+        """Return the network's buffers with BatchNorm statistics recomputed at each point.
+
+        Args:
+            points: ``(K,)`` (or ``(G, K)``) barycentric weights of each point.
+
+        Returns:
+            One dict of the network's buffers per point, from the first `bn_batches` training
+            batches of this rank.
+        """
+        batches = first_training_batches(self, self.bn_batches, self._fit_loader)
+        return recompute_batch_norm(self.net, batches, [self.point(w) for w in points])
+
+    @override
+    def on_train_start(self) -> None:
+        """Keep the training loader of fit (a ``trainer.test`` after it recomputes BatchNorm)."""
+        self._fit_loader = self.trainer.train_dataloader
+
+    @override
+    def on_validation_epoch_start(self) -> None:
+        """Recompute BatchNorm statistics at the midpoint (networks with BatchNorm)."""
+        self._start_evaluation()
+
+    @override
+    def on_test_epoch_start(self) -> None:
+        """Recompute BatchNorm statistics at the midpoint (networks with BatchNorm)."""
+        self._start_evaluation()
+
+    @override
+    def on_validation_epoch_end(self) -> None:
+        """Go back to the shared BatchNorm statistics."""
+        self._eval_buffers = None
+
+    @override
+    def on_test_epoch_end(self) -> None:
+        """Go back to the shared BatchNorm statistics."""
+        self._eval_buffers = None
+
+    def _start_evaluation(self) -> None:
+        if self._has_batch_norm:
+            centre = torch.full((self.num_vertices,), 1.0 / self.num_vertices)
+            with torch.no_grad():
+                self._eval_buffers = self.batch_norm_at([centre])[0]
 
     def probe_network(self) -> nn.Module:
         """Return a copy of the network at the midpoint (what the probes measure)."""
@@ -303,9 +356,15 @@ class Subspace(Classifier):
         was_training = self.net.training
         self.net.eval()
         rows = []
+        points = evaluation_points(self.num_vertices, self.eval_points)
         with torch.no_grad():
-            for label, weights in evaluation_points(self.num_vertices, self.eval_points):
-                totals = self._evaluate_point(torch.tensor(weights), loaders)
+            buffers = (
+                self.batch_norm_at([torch.tensor(w) for _, w in points])
+                if self._has_batch_norm
+                else [None] * len(points)
+            )
+            for (label, weights), point_buffers in zip(points, buffers, strict=True):
+                totals = self._evaluate_point(torch.tensor(weights), loaders, point_buffers)
                 totals = self.trainer.strategy.reduce(totals, reduce_op="sum")
                 loss, acc = (totals[0] / totals[2]).item(), (totals[1] / totals[2]).item()
                 rows.append({"point": label, "weights": weights, "val_loss": loss, "val_acc": acc})
@@ -314,18 +373,21 @@ class Subspace(Classifier):
         self._publish(rows)
         self.trainer.strategy.barrier()
 
-    def _evaluate_point(self, weights: Tensor, loaders: list) -> Tensor:
+    def _evaluate_point(self, weights: Tensor, loaders: list, buffers: Params | None) -> Tensor:
         params = self.point(weights)
-        totals = torch.zeros(3, dtype=torch.float64, device=self.device)
-        for loader in loaders:
-            for batch in loader:
-                inputs, targets = self.transfer_batch_to_device(batch, self.device, 0)[:2]
-                logits = self._call(params, inputs)
-                loss = F.cross_entropy(logits, targets, reduction="sum")
-                correct = (logits.argmax(dim=1) == targets).sum()
-                count = torch.tensor(len(targets), dtype=torch.float64, device=self.device)
-                totals += torch.stack([loss.double(), correct.double(), count])
-        return totals
+        state = None if buffers is None else {**buffers, **params}
+
+        def forward(inputs: Tensor) -> Tensor:
+            if state is None:
+                return self._call(params, inputs)
+            return functional_call(self.net, state, (inputs,), strict=False)
+
+        batches = (
+            self.transfer_batch_to_device(batch, self.device, 0)[:2]
+            for loader in loaders
+            for batch in loader
+        )
+        return evaluation_totals(forward, batches).to(self.device)
 
     @rank_zero_only
     def _publish(self, rows: list[dict[str, Any]]) -> None:
@@ -336,7 +398,10 @@ class Subspace(Classifier):
         for logger in self.loggers:
             logger.log_metrics(metrics, step=self.global_step)
         text = ", ".join(f"{r['point']} {r['val_acc']:.3f}" for r in rows)
+        if self._has_batch_norm:
+            text += f" (BatchNorm statistics recomputed at each point on {self.bn_batches} batches)"
         log.info("subspace: validation accuracy along the subspace: %s", text)
         run_dir = Path(self.trainer.default_root_dir)
         if run_dir.is_dir():
-            write_atomic(run_dir / EVALUATION_FILE, json.dumps({"points": rows}, indent=1) + "\n")
+            bn = ("recomputed", self.bn_batches) if self._has_batch_norm else ("none", None)
+            write_evaluation(run_dir, rows, *bn)
