@@ -6,6 +6,7 @@ import logging
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from omegaconf import DictConfig
@@ -23,7 +24,8 @@ def apply_init_from(cfg: DictConfig, module: nn.Module) -> None:
     """Load ``cfg.init_from`` into ``module`` (when set) and record its absolute path in ``cfg``.
 
     Only the weights are loaded (every parameter and buffer, BatchNorm statistics included): the
-    optimizer, scheduler, step and epoch start fresh.
+    optimizer, scheduler, step and epoch start fresh. A module that trains more than one network
+    (a subspace) also takes one plain network's weights (see `load_initial_weights`).
 
     Args:
         cfg: the composed config; ``cfg.init_from`` is rewritten to the absolute file path.
@@ -36,21 +38,52 @@ def apply_init_from(cfg: DictConfig, module: nn.Module) -> None:
     if value is None:
         return
     path = Path(str(value)).expanduser().resolve()
-    load_initial_weights(module, path)
+    into = load_initial_weights(module, path)
     cfg[KEY] = str(path)
-    log.info("init_from: weights from %s (fresh optimizer, step 0)", path)
+    if into is None:
+        log.info("init_from: weights from %s (fresh optimizer, step 0)", path)
+    else:
+        log.info("init_from: network weights from %s: %s (fresh optimizer, step 0)", path, into)
 
 
-def load_initial_weights(module: nn.Module, path: str | Path) -> None:
+class NetworkInit(Protocol):
+    """A module that takes one plain network's weights besides its own state dict.
+
+    `lsuite.model.subspace.Subspace` (they become vertex 0) and
+    `lsuite.model.random_subspace.RandomSubspace` (they become ``w0``). Its own state dict holds
+    the network's entries as ``net.<key>`` where it holds them at all.
+    """
+
+    def network_state_dict(self) -> dict[str, Tensor]:
+        """Return the network's parameters and buffers by their names in the network."""
+        ...
+
+    def load_network_state_dict(self, state: Mapping[str, Tensor]) -> str:
+        """Fill the module from a network's state (the keys of `network_state_dict`).
+
+        Returns:
+            What was filled, for the log line.
+        """
+        ...
+
+
+def load_initial_weights(module: nn.Module, path: str | Path) -> str | None:
     """Copy the weights of ``path`` into ``module``, keys matched up to one prefix.
 
     Accepts a Lightning checkpoint (its ``state_dict``), a dict with a ``state_dict`` entry, or a
     plain state dict (``torch.save(net.state_dict(), path)``); keys may differ from the module's
-    by one prefix on either side (``net.``, ``model.``, ``module.``, ``_orig_mod.``).
+    by one prefix on either side (``net.``, ``model.``, ``module.``, ``_orig_mod.``). A module
+    with ``network_state_dict`` and ``load_network_state_dict`` (`NetworkInit`) also accepts the
+    weights of one plain network (a state dict, or a `Classifier` checkpoint) when the file does
+    not hold the module's own state.
 
     Args:
-        module: the module to fill; every entry of its ``state_dict`` must be found.
+        module: the module to fill; every entry of its ``state_dict`` (or of its
+            ``network_state_dict``) must be found.
         path: the file.
+
+    Returns:
+        None when the module's own state was loaded, else what the module says it filled.
 
     Raises:
         ConfigError: one line naming the first key that does not fit, both shapes and the file.
@@ -58,6 +91,28 @@ def load_initial_weights(module: nn.Module, path: str | Path) -> None:
     file = Path(path)
     state = _read_state(file)
     like = module.state_dict()
+    network = getattr(module, "network_state_dict", None)
+    if callable(network):
+        network_like = network()
+        own = [k for k in like if k.removeprefix("net.") not in network_like]
+        if not _has_any(state, own):  # not the module's own state: one network's weights
+            matched = _match(state, network_like, file)
+            return module.load_network_state_dict(matched)  # type: ignore[operator]
+    matched = _match(state, like, file)
+    with torch.no_grad():
+        for name, tensor in like.items():
+            tensor.copy_(matched[name].to(dtype=tensor.dtype))
+    return None
+
+
+def _has_any(state: Mapping[str, Tensor], keys: list[str]) -> bool:
+    """Whether ``state`` has one of ``keys`` (up to one prefix on the file's side)."""
+    names = {k.replace("_orig_mod.", "") for k in state}
+    return any(n == k or n.endswith("." + k) for k in keys for n in names)
+
+
+def _match(state: Mapping[str, Tensor], like: Mapping[str, Tensor], file: Path) -> dict:
+    """Return ``state``'s entry for every key of ``like``; refuse missing and extra keys."""
     try:
         matched = match_keys(state, like, key=f"{KEY} ({file})")
     except ConfigError as error:
@@ -72,9 +127,7 @@ def load_initial_weights(module: nn.Module, path: str | Path) -> None:
             f"{tuple(state[extra[0]].shape)}, model: missing; {len(extra)} such keys); expected "
             "weights of the same architecture"
         )
-    with torch.no_grad():
-        for name, tensor in like.items():
-            tensor.copy_(matched[name].to(dtype=tensor.dtype))
+    return matched
 
 
 def _read_state(file: Path) -> Mapping[str, Tensor]:

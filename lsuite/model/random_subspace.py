@@ -6,7 +6,7 @@ landscapes".
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -23,8 +23,9 @@ from lsuite.model.skeleton import ParameterBinding, network_at
 class RandomSubspace(Classifier):
     """Train only ``z`` (``(d,)``, from 0) of the network's weights ``w = w0 + P z``.
 
-    ``w0`` is the built network's initial weights, kept frozen (the network's own parameters,
-    ``requires_grad=False``, saved in checkpoints); ``P`` is a fixed ``(D, d)`` random map with
+    ``w0`` is the built network's initial weights (or one network's weights given as
+    ``init_from=``), kept frozen (the network's own parameters, ``requires_grad=False``, saved in
+    checkpoints); ``P`` is a fixed ``(D, d)`` random map with
     unit-norm columns (`RandomProjection`: ``dense``, ``sparse`` or ``fastfood``, over the whole
     weight vector or ``per_layer``), drawn from ``seed`` on the CPU and never saved. ``D``
     counts the network's trainable parameters; buffers (BatchNorm statistics) train as usual.
@@ -115,6 +116,24 @@ class RandomSubspace(Classifier):
         if self.l2 == 0:
             return torch.zeros((), device=self.device)
         return 0.5 * self.l2 * sum(p.pow(2).sum() for p in self.point().values())
+
+    def network_state_dict(self) -> Params:
+        """Return the network's state: ``w0`` and its buffers, by the network's names."""
+        return dict(self.net.state_dict())
+
+    def load_network_state_dict(self, state: Mapping[str, Tensor]) -> str:
+        """Take one network's weights as ``w0`` (``init_from=``); ``z`` stays as it is (0).
+
+        Args:
+            state: the network's parameters and buffers (the keys of `network_state_dict`).
+
+        Returns:
+            What was loaded, for the log line.
+        """
+        with torch.no_grad():
+            for name, tensor in self.net.state_dict().items():
+                tensor.copy_(state[name].to(tensor.dtype))
+        return "as w0 of the random subspace (z starts at 0)"
 
     def probe_network(self) -> nn.Module:
         """Return a copy of the network at ``w0 + P z`` (what the probes measure)."""

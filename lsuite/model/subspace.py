@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import logging
 import random
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,9 @@ class Subspace(Classifier):
 
     Every vertex is a full set of the network's parameters; vertex 0 starts at the built
     network's weights and each other vertex at an independent draw (each tensor's entries
-    randomly permuted: a fresh draw of any elementwise i.i.d. initialisation). Each training
+    randomly permuted: a fresh draw of any elementwise i.i.d. initialisation); with
+    ``init_from=`` one network's weights (a state dict or a `Classifier` checkpoint), vertex 0
+    starts at them and the others keep their draws (`load_network_state_dict`). Each training
     batch is evaluated at a random point of the simplex (uniform, from a generator seeded with
     ``seed``; one point per layer with ``layerwise``) with the point's tensors put into the
     network's parameter slots (`lsuite.model.skeleton.ParameterBinding`, what
@@ -285,6 +288,37 @@ class Subspace(Classifier):
             centre = torch.full((self.num_vertices,), 1.0 / self.num_vertices)
             with torch.no_grad():
                 self._eval_buffers = self.batch_norm_at([centre])[0]
+
+    def network_state_dict(self) -> Params:
+        """Return vertex 0's parameters and the network's buffers, by the network's names."""
+        stacked = self.stacked()
+        params = {n: stacked[n][0].detach().clone() for n in self.names}
+        return {**params, **{n: b.detach() for n, b in self.net.named_buffers()}}
+
+    def load_network_state_dict(self, state: Mapping[str, Tensor]) -> str:
+        """Start vertex 0 at one network's weights (``init_from=``); the others keep theirs.
+
+        The other vertices keep their independent draws (Wortsman et al. start every vertex
+        independently; starting them all at one network would make the line a point). The
+        network's buffers (BatchNorm statistics) are loaded too.
+
+        Args:
+            state: the network's parameters and buffers (the keys of `network_state_dict`).
+
+        Returns:
+            What was loaded, for the log line.
+        """
+        with torch.no_grad():
+            flat = torch.cat([state[n].reshape(-1) for n in self.names])
+            flat = flat.to(self.weight_vertices)
+            self.weight_vertices[0].copy_(flat[: self._num_weights])
+            self.other_vertices[0].copy_(flat[self._num_weights :])
+            for name, buffer in self.net.named_buffers():
+                buffer.copy_(state[name].to(buffer.dtype))
+        return (
+            "into vertex 0 of the subspace; the other vertices keep their independent draws "
+            "(Wortsman et al. start the vertices independently)"
+        )
 
     def probe_network(self) -> nn.Module:
         """Return a copy of the network at the midpoint (what the probes measure)."""
