@@ -10,7 +10,8 @@ Modules (the same network, data, batch size and optimizer, in one process):
 An epoch is every batch of the training split through ``training_step``, ``backward`` and the
 optimizer step (SGD with momentum), without Lightning's loop, so the ratios show the modules' own
 cost. Repeats are interleaved (plain, line, bezier, fastfood, plain, ...) and the medians
-printed with their ratio to ``plain``. Targets (issue 13): line and bezier <= 1.3x, fastfood <= 2x.
+printed with their ratio to ``plain``, the time per step and the time per step over ``plain``.
+Targets (issue 13): line and bezier <= 1.3x, fastfood <= 2x.
 
 Usage: ``python scripts/bench_modules.py [--smoke] [--model mlp|cnn|resnet] [--data digits|mnist1d]
 [--repeats R] [--threads N] [--dim D] [--batch-size B] [--device cpu|cuda] [--clock wall|thread]``.
@@ -157,11 +158,15 @@ def main() -> None:
         f"{args.batch_size}, d = {args.dim}, median of {len(times['plain'])} epochs"
     )
     plain = statistics.median(times["plain"])
-    print(f"{'module':<10} {'epoch (s)':>10} {'x plain':>8}  target")
+    print(f"{'module':<10} {'epoch (s)':>10} {'x plain':>8} {'us/step':>8} {'+us/step':>9}  target")
     targets = {"line": "<= 1.3", "bezier": "<= 1.3", "fastfood": "<= 2"}
     for name, values in times.items():
         median = statistics.median(values)
-        print(f"{name:<10} {median:>10.4f} {median / plain:>8.2f}  {targets.get(name, '')}")
+        step, extra = median / len(batches) * 1e6, (median - plain) / len(batches) * 1e6
+        print(
+            f"{name:<10} {median:>10.4f} {median / plain:>8.2f} {step:>8.0f} {extra:>9.0f}  "
+            f"{targets.get(name, '')}"
+        )
 
 
 if __name__ == "__main__":
