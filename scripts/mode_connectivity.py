@@ -3,7 +3,10 @@
 Trains the two CNNs of ``experiment=mode_connectivity`` (seeds 0 and 1) with ``lsuite-train``,
 then a quadratic Bezier curve between their ``last.ckpt`` (``module=curve``, ``probes=curve``,
 ``test=true``), and prints a Markdown table of the test error and loss: each end, the maximum
-along the straight line and the maximum along the curve (11 points of ``t`` each)::
+along the straight line and the maximum along the curve (11 points of ``t`` each). It also draws
+the val and test loss and error against ``t`` for the curve and the line (the ``Curve`` probe on
+the whole val and test splits, 21 points of ``t``, drawn by `lsuite.plots.curve_family`) into
+``<out>/curve/plots/mode_connectivity.png`` and copies it to ``--figure``::
 
     python scripts/mode_connectivity.py                  # in multirun/mode_connectivity
     python scripts/mode_connectivity.py --out /tmp/mc --skip-train   # only the curve again
@@ -15,10 +18,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+FIGURE = Path(__file__).resolve().parent / "figures" / "mode_connectivity.png"
+FIGURE_POINTS = 21
+"""Values of ``t`` in the figure (0, 0.05, ..., 1: the table's 11 and the midpoints between)."""
 
 
 def train_ends(out: Path, epochs: int, env: dict[str, str]) -> None:
@@ -77,8 +86,74 @@ def table(out: Path) -> str:
     return "\n".join(lines)
 
 
+def measure_curve(run_dir: Path) -> Any:
+    """Return the ``Curve`` probe's result for a curve run's ``last.ckpt`` on all val and test data.
+
+    The run's config rebuilds the data and the curve module, its final weights are loaded, and
+    the probe evaluates ``FIGURE_POINTS`` values of ``t`` on the curve and on the straight line
+    between its ends, with the splits ``val`` and ``test`` (every signal, in loader order).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from lsuite.config.build import build_datamodule, build_module
+    from lsuite.config.resume import checkpoint_of
+    from lsuite.config.run_checkpoints import read_checkpoint
+    from lsuite.config.run_dir import load_run_config
+    from lsuite.probes.curve import Curve
+    from lsuite.probes.data_source import DataSource
+    from lsuite.probes.point import snapshot
+
+    cfg = load_run_config(run_dir)
+    datamodule = build_datamodule(cfg)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    module = build_module(cfg, datamodule)
+    module.load_state_dict(read_checkpoint(checkpoint_of(run_dir))["state_dict"], strict=True)
+    module.refresh_network()
+    module.eval()
+    loaders = {"test": datamodule.test_dataloader(), "val": datamodule.val_dataloader()}
+    data = {
+        split: DataSource([tuple(batch[:2]) for batch in loader], name=split)
+        for split, loader in loaders.items()
+    }
+    point = snapshot(module.probe_network(), F.cross_entropy)
+    probe = Curve(num_points=FIGURE_POINTS, batching="loop")
+    with torch.no_grad():
+        return probe.run(point, data, generator=torch.Generator().manual_seed(0))
+
+
+def figure(out: Path, copy_to: Path | None) -> Path:
+    """Draw the curve run's val and test loss and error against ``t``; return the file.
+
+    Written to ``<out>/curve/plots/mode_connectivity.png`` (`lsuite.plots.curve_family.plot_curve`:
+    the curve in blue, the line in orange, test solid and val dashed), then copied to ``copy_to``.
+    """
+    from lsuite.plots.curve_family import plot_curve
+
+    result = measure_curve(out / "curve")
+    path = plot_curve(
+        result,
+        out / "curve" / "plots" / "mode_connectivity.png",
+        meta={"probe": "MNIST-1D CNNs, seeds 0 and 1"},
+    )
+    error_max = result.error_max or {}
+    line_error_max = result.line_error_max or {}
+    for split in result.loss:
+        sys.stdout.write(
+            f"figure, {split}: max error over {FIGURE_POINTS} t: curve "
+            f"{error_max.get(split, float('nan')):.3f}, line "
+            f"{line_error_max.get(split, float('nan')):.3f}; max loss: curve "
+            f"{result.loss_max[split]:.3f}, line {result.line_loss_max[split]:.3f}\n"
+        )
+    if copy_to is not None:
+        copy_to.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, copy_to)
+    return path
+
+
 def main() -> None:
-    """Train the ends and the curve, then print the table."""
+    """Train the ends and the curve, then print the table and draw the figure."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("multirun/mode_connectivity"))
     parser.add_argument("--skip-train", action="store_true", help="reuse the two ends in --out")
@@ -88,15 +163,24 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=None, help="OMP_NUM_THREADS of the runs (1 on a busy CPU)"
     )
+    parser.add_argument(
+        "--figure", type=Path, default=FIGURE, help="copy of the figure (%(default)s)"
+    )
+    parser.add_argument("--no-figure", action="store_true", help="print the table only")
     ns = parser.parse_args()
     env = dict(os.environ)
     if ns.threads is not None:
         env["OMP_NUM_THREADS"] = str(ns.threads)
+        import torch
+
+        torch.set_num_threads(ns.threads)  # the figure's evaluations in this process
     began = time.perf_counter()
     if not ns.skip_train:
         train_ends(ns.out, ns.epochs, env)
     train_curve(ns.out, ns.curve_epochs, ns.curve_lr, env)
     sys.stdout.write(table(ns.out) + f"\n\n({time.perf_counter() - began:.0f} s)\n")
+    if not ns.no_figure:
+        sys.stdout.write(f"figure: {figure(ns.out, ns.figure)} (copied to {ns.figure})\n")
 
 
 if __name__ == "__main__":
