@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,10 @@ _DETAIL_STAGES = ("train", "val")
 """Final metrics whose figures go on the details page (the summary shows ``test/*``)."""
 
 
+Analyses = Callable[[list[Run], Path], Sequence[Section]]
+"""Extra analyses of a sweep for the summary page: (runs, report directory) -> sections."""
+
+
 @dataclass(frozen=True)
 class Report:
     """Where a report went and what it found.
@@ -58,7 +62,12 @@ class Report:
 
 
 def report(
-    sweep_dir: Path, out: Path | None = None, *, fields: Sequence[str] = (), x: str | None = None
+    sweep_dir: Path,
+    out: Path | None = None,
+    *,
+    fields: Sequence[str] = (),
+    x: str | None = None,
+    analyses: Analyses | None = None,
 ) -> Report:
     """Read every run of ``sweep_dir`` and write its summary, details, tables and figures.
 
@@ -77,6 +86,9 @@ def report(
         fields: shell patterns of the fields to show (``test/*``, ``hessian_trace/trace``);
             empty: every field that describes the model.
         x: the swept key on the x axis.
+        analyses: called with the runs and the report directory before the pages are written;
+            the sections it returns (``--correlate``, monotonic interpolation) lead the summary
+            page, before the runs table.
 
     Returns:
         What was written and found.
@@ -154,6 +166,8 @@ def report(
     else:
         table = runs_table(runs, [*keys, *seeds], shown, finals)
     found = notes(runs)
+    analysed = list(analyses(runs, out)) if analyses is not None else []
+    files += [out / name for section in analysed for name in section.figures]  # not stale
     title = sweep_dir.resolve().name
     context = _context(runs, keys, seeds, x, seeded, sweep_dir, bool(fields))
     listed = found + _left_out_notes(left_out, beyond)
@@ -161,6 +175,7 @@ def report(
         f"Sweep report: {title}",
         context,
         [
+            *analysed,
             Section("Runs", _table_text(seeded, seeds), table=table),
             *([Section("Notes", items=listed)] if listed else []),
             Section("At the end of training", _figure_text(x, seeded)),

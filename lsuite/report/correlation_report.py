@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,8 @@ from lsuite.report.correlate import (
     select_runs,
 )
 from lsuite.report.mli import TOLERANCE, monotonicity, monotonicity_rows
+from lsuite.report.page import Section, Table
+from lsuite.report.page import table as table_cells
 from lsuite.report.runs import Run
 from lsuite.report.table import write_csv
 from lsuite.results.jsonl import write_atomic
@@ -28,6 +30,8 @@ from lsuite.results.jsonl import write_atomic
 CONVERGED_KEY = "train/loss"
 CONVERGED_BELOW = 0.01
 """Default criterion: the last epoch's mean training cross-entropy below 0.01 (Jiang et al.)."""
+SUMMARY_ROWS = 15
+"""Measures the summary page shows (the strongest by |tau|); the Markdown and CSV have all."""
 
 
 @dataclass(frozen=True)
@@ -37,10 +41,12 @@ class Written:
     Attributes:
         files: the files written.
         lines: the summary to print (the table included).
+        sections: what the summary page shows of it.
     """
 
     files: list[Path]
     lines: list[str]
+    sections: list[Section] = field(default_factory=list)
 
 
 def write_correlation(
@@ -108,7 +114,21 @@ def write_correlation(
     else:
         (out / f"{stem}.png").unlink(missing_ok=True)  # an earlier report's, now stale
     lines = [title, *(f"  {note}" for note in notes), *table, f"  tables: {files[0]}, {files[1]}"]
-    return Written(files=files, lines=lines)
+    shown = rows[:SUMMARY_ROWS]
+    section = Section(
+        f"Correlation with {target}",
+        [
+            f"{title[0].upper()}{title[1:]}. The {len(shown)} strongest of {len(rows)} measures by |tau|; every measure "
+            f"and the tau per swept key: [{stem}.md]({stem}.md), `{stem}.csv`.",
+        ],
+        items=[
+            f"left out, {why}: {len(names)} runs (named in `{stem}.md`)"
+            for why, names in selection.left_out.items()
+        ],
+        table=Table(header[:5], table_cells(header[:5], shown)) if shown else None,
+        figures=[f"{stem}.png"] if correlations else [],
+    )
+    return Written(files=files, lines=lines, sections=[section])
 
 
 def write_monotonicity(
@@ -141,7 +161,13 @@ def write_monotonicity(
         write_csv(out / "mli.csv", rows, header=header),
         write_atomic(out / "mli.md", "\n".join([f"# {title}", "", *table, ""])),
     ]
-    return Written(files=files, lines=[title, *table, f"  tables: {files[0]}, {files[1]}"])
+    section = Section(
+        "Monotonic linear interpolation",
+        [f"{title[0].upper()}{title[1:]}. Per value of each swept key: `mli.csv`."],
+        table=Table(header, table_cells(header, rows)),
+    )
+    lines = [title, *table, f"  tables: {files[0]}, {files[1]}"]
+    return Written(files=files, lines=lines, sections=[section])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -196,6 +222,7 @@ def write_from_arguments(runs: Sequence[Run], out: Path, args: argparse.Namespac
     return Written(
         files=[f for part in parts for f in part.files],
         lines=[line for part in parts for line in part.lines],
+        sections=[section for part in parts[::-1] for section in part.sections],  # ranking first
     )
 
 

@@ -300,6 +300,23 @@ def test_cli_correlate(sweep, capsys):
     assert "monotonic linear interpolation" in printed
     assert (sweep / "r" / "correlation_gap.csv").exists()
     assert (sweep / "r" / "mli.csv").exists()
+    # The summary page leads with the ranking (table, figure, what was left out), then MLI.
+    page = (sweep / "r" / "README.md").read_text()
+    headings = [line for line in page.splitlines() if line.startswith("## ")]
+    assert headings[:3] == [
+        "## Correlation with gap",
+        "## Monotonic linear interpolation",
+        "## Runs",
+    ]
+    ranking = page.split("## Correlation with gap", 1)[1].split("## Monotonic", 1)[0]
+    assert "Correlation with gap: 6 of 8 runs used" in ranking
+    assert "| measure | tau | runs | psi | psi_runs |" in ranking
+    assert "| hessian_trace/trace |" in ranking
+    assert "![correlation_gap.png](correlation_gap.png)" in ranking
+    assert "- left out, train/loss >= 0.01: " in ranking
+    html = (sweep / "r" / "index.html").read_text()
+    assert "<h2>Correlation with gap</h2>" in html and "src='correlation_gap.png'" in html
+    assert (sweep / "r" / "correlation_gap.png").is_file()  # not removed as a stale figure
     main([str(sweep), "--correlate", "test/acc", "--converged-below", "none", "--out",
           str(sweep / "r")])  # fmt: skip
     assert "correlation with test/acc: 7 of 8 runs used" in capsys.readouterr().out
