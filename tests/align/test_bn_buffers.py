@@ -2,13 +2,12 @@
 
 import copy
 import json
-import os
 import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
-from timed_run import run_timed
+from timed_run import command_env, run_timed
 
 from lsuite.anchors import resolve_points
 from lsuite.probes.interpolation import Interpolation
@@ -130,12 +129,6 @@ def test_resolved_files_carry_their_buffers(zoo, tmp_path):
     assert set(resolve_points({"start": str(full)}, params)["start"]) == set(params)
 
 
-def _env():
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    env.pop("MASTER_PORT", None)
-    return env
-
-
 def _last(path):
     return json.loads(path.read_text().splitlines()[-1])
 
@@ -161,7 +154,7 @@ def test_lsuite_probe_start_from_another_run_uses_its_statistics(tmp_path):
     done = run_timed(
         [sys.executable, "-m", "lsuite.train", *train],
         cwd=tmp_path,
-        env=_env(),
+        env=command_env(),
         timeout=400,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -177,7 +170,7 @@ def test_lsuite_probe_start_from_another_run_uses_its_statistics(tmp_path):
         f"probes.interpolation.probe.start={other}",
     ]
     command = [sys.executable, "-m", "lsuite.probe", "--no-progress", str(sweep), *probe]
-    done = run_timed(command, cwd=tmp_path, env=_env(), timeout=400)
+    done = run_timed(command, cwd=tmp_path, env=command_env(), timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "BatchNorm" not in done.stderr  # no warning: the start brought its statistics
     line = _last(sweep / "0" / "probes" / "interpolation.jsonl")["result"]

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
-from timed_run import run_timed
+from timed_run import command_env, run_timed
 from torch import nn
 
 from lsuite.align import apply_permutation, permutation_spec, random_perms
@@ -173,14 +173,6 @@ def test_two_gloo_ranks_equal_one_process(tmp_path, monkeypatch):
     assert ranks[0]["curves"] == single["curves"]
 
 
-def _env():
-    import os
-
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    env.pop("MASTER_PORT", None)
-    return env
-
-
 @pytest.mark.slow
 def test_lsuite_train_and_lsuite_probe_pairs_with_alignment(tmp_path):
     import csv
@@ -200,7 +192,7 @@ def test_lsuite_train_and_lsuite_probe_pairs_with_alignment(tmp_path):
     done = run_timed(
         [sys.executable, "-m", "lsuite.train", *train],
         cwd=tmp_path,
-        env=_env(),
+        env=command_env(),
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -222,7 +214,7 @@ def test_lsuite_train_and_lsuite_probe_pairs_with_alignment(tmp_path):
     done = run_timed(
         [*command, "--ckpt", *names[:2], *probe],
         cwd=tmp_path,
-        env=_env(),
+        env=command_env(),
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]

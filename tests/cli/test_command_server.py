@@ -3,6 +3,7 @@
 import os
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from timed_run import run_timed
@@ -78,3 +79,22 @@ def test_a_hanging_forked_command_is_killed_at_the_timeout(tmp_path):
     # the server is free again: the next command runs
     done = run_timed([*TRAIN, "--help"], cwd=tmp_path, env=_env(), timeout=120)
     assert done.returncode == 0 and "== Configuration groups ==" in done.stdout
+
+
+def test_an_edited_lsuite_source_restarts_the_server(tmp_path):
+    """A command after an edit runs the edited code: the server that imported it is replaced."""
+    import timed_run
+
+    import lsuite.errors
+
+    run_timed([*TRAIN, "--help"], cwd=tmp_path, env=_env(), timeout=120)
+    before = timed_run._instance
+    source = Path(lsuite.errors.__file__)
+    times = source.stat()
+    try:
+        os.utime(source, ns=(times.st_atime_ns, times.st_mtime_ns + 1_000_000_000))
+        done = run_timed([*TRAIN, "--help"], cwd=tmp_path, env=_env(), timeout=300)
+    finally:
+        os.utime(source, ns=(times.st_atime_ns, times.st_mtime_ns))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert timed_run._instance is not before and not before.alive()

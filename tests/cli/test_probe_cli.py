@@ -2,13 +2,12 @@
 
 import csv
 import json
-import os
 import shutil
 import sys
 
 import pytest
 import torch
-from timed_run import run_timed
+from timed_run import command_env, run_timed
 
 TRAIN = [
     "trainer.max_epochs=2",
@@ -24,17 +23,11 @@ TRAIN = [
 ]
 
 
-def _env():
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    env.pop("MASTER_PORT", None)
-    return env
-
-
 def run_probe(args, cwd, timeout=300):
     return run_timed(
         [sys.executable, "-m", "lsuite.probe", "--no-progress", *map(str, args)],
         cwd=cwd,
-        env=_env(),
+        env=command_env(),
         timeout=timeout,
     )
 
@@ -47,7 +40,7 @@ def trained(tmp_path_factory):
     result = run_timed(
         [sys.executable, "-m", "lsuite.train", *args, f"hydra.run.dir={run_dir}"],
         cwd=root,
-        env=_env(),
+        env=command_env(),
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -249,7 +242,7 @@ def test_sweep_measures_every_run_and_records_a_broken_one(trained, tmp_path):
     assert "1" in out.stdout and "error" in out.stdout
     report = run_timed(
         [sys.executable, "-m", "lsuite.report.cli", str(sweep)],
-        env=_env(),
+        env=command_env(),
         timeout=300,
     )
     assert report.returncode == 0, report.stderr[-3000:]

@@ -2,14 +2,13 @@
 word for word), the composing examples and experiments (they parse and compose), ``--cfg job``
 and ``--help``."""
 
-import os
 import re
 import shlex
 import sys
 from pathlib import Path
 
 import pytest
-from timed_run import run_timed
+from timed_run import command_env, run_timed
 
 from lsuite.config.cli_check import check_command_line
 from lsuite.config.paths import config_dir
@@ -75,7 +74,7 @@ def test_the_readme_has_the_examples_this_file_checks():
 
 @pytest.mark.parametrize(("line", "expected"), ERRORS, ids=[c for c, _ in ERRORS])
 def test_error_example_prints_what_the_readme_says(line, expected, tmp_path):
-    env = {**os.environ, "WANDB_MODE": "offline"}
+    env = command_env()
     result = run_timed(
         [sys.executable, "-m", "lsuite.train", *argv(line, tmp_path)],
         cwd=tmp_path,

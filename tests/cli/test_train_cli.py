@@ -1,13 +1,12 @@
 """lsuite-train end to end in subprocesses: a short run, DDP on CPU, bad input."""
 
-import os
 import re
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from timed_run import run_timed
+from timed_run import command_env, run_timed
 
 HELPERS = Path(__file__).resolve().parents[1] / "helpers"
 QUICK = [
@@ -18,8 +17,7 @@ QUICK = [
 
 
 def run_cli(args, cwd, timeout=300, env_extra=None):
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", **(env_extra or {})}
-    env.pop("MASTER_PORT", None)
+    env = command_env(**(env_extra or {}))
     return run_timed(
         [sys.executable, "-m", "lsuite.train", *args],
         cwd=cwd,

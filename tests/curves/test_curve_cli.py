@@ -1,12 +1,11 @@
 """module=curve through the real lsuite-train (default callbacks, test=true) and lsuite-probe."""
 
 import csv
-import os
 import sys
 
 import pytest
 import torch
-from timed_run import run_timed
+from timed_run import command_env, run_timed
 
 from lsuite.model.mlp import MLP
 from lsuite.results import jsonl
@@ -27,13 +26,6 @@ TINY = [
 ]
 
 
-def _env():
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    env["LSUITE_CHECK_PROBES"] = "1"
-    env.pop("MASTER_PORT", None)
-    return env
-
-
 def _ends(directory):
     """Two default-config MLPs (digits, width 16, depth 1) saved as state dicts."""
     paths = []
@@ -49,7 +41,10 @@ def _train(tmp_path, *extra, timeout=300):
     run_dir = tmp_path / "run"
     args = [*TINY, *_ends(tmp_path), *extra, f"hydra.run.dir={run_dir}"]
     result = run_timed(
-        [sys.executable, "-m", "lsuite.train", *args], cwd=tmp_path, env=_env(), timeout=timeout
+        [sys.executable, "-m", "lsuite.train", *args],
+        cwd=tmp_path,
+        env=command_env(),
+        timeout=timeout,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     return run_dir
@@ -85,7 +80,7 @@ def test_curve_trains_and_its_checkpoint_loads_in_lsuite_probe(tmp_path):
             "last",
         ],
         cwd=tmp_path,
-        env=_env(),
+        env=command_env(),
         timeout=300,
     )
     assert probed.returncode == 0, probed.stderr[-4000:]

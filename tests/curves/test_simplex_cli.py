@@ -6,18 +6,14 @@ any point spec loads the same way).
 
 import csv
 import math
-import os
 import sys
-from pathlib import Path
 
 import pytest
 import torch
-from timed_run import run_timed
+from timed_run import command_env, run_timed
 
 from lsuite.model.mlp import MLP
 from lsuite.results import jsonl
-
-HELPERS = Path(__file__).resolve().parents[1] / "helpers"
 
 TINY = [
     "trainer.max_epochs=2",
@@ -37,14 +33,6 @@ TINY = [
 ]
 
 
-def _env():
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    env["LSUITE_CHECK_PROBES"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join([str(HELPERS), env.get("PYTHONPATH", "")])
-    env.pop("MASTER_PORT", None)
-    return env
-
-
 def _vertices(directory, count):
     """``count`` differently initialised default-config MLPs saved as state dicts."""
     paths = []
@@ -60,7 +48,7 @@ def _run(tmp_path, module, *args, timeout=300):
     result = run_timed(
         [sys.executable, "-m", module, *map(str, args)],
         cwd=tmp_path,
-        env=_env(),
+        env=command_env(helpers=True),
         timeout=timeout,
     )
     assert result.returncode == 0, result.stderr[-4000:]

@@ -3,12 +3,11 @@
 Through the real ``lsuite-train``: one line naming the probe and the key, and no checkpoint.
 """
 
-import os
 import re
 import sys
 
 import pytest
-from timed_run import run_timed
+from timed_run import command_env, run_timed
 
 QUICK = ["trainer.max_epochs=2", "logger=[csv]", "model.width=16", "model.depth=1"]
 
@@ -52,8 +51,7 @@ def test_late_failing_setting_exits_2_before_training(tmp_path, case):
     corrupt.write_bytes(b"not a checkpoint")
     overrides, pattern = CASES[case]
     run_dir = tmp_path / "run"
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    env.pop("MASTER_PORT", None)
+    env = command_env()
     result = run_timed(
         [
             sys.executable,

@@ -5,16 +5,13 @@ on every rank or on rank 1 only. Under ``warn`` the run finishes with failure re
 ``raise`` it fails naming the probe; with one failing rank of two, nothing hangs.
 """
 
-import os
 import sys
-from pathlib import Path
 
 import pytest
-from timed_run import run_timed
+from timed_run import command_env, run_timed
 
 from lsuite.results import jsonl
 
-HELPERS = Path(__file__).resolve().parents[1] / "helpers"
 QUICK = [
     "trainer.max_epochs=2",
     "trainer.limit_train_batches=3",
@@ -38,8 +35,7 @@ def run(tmp_path, on_error, *extra, fail_rank="null"):
         f"+probes.failing.on_error={on_error}",
         "+probes.failing.output_dir=${run_dir}",
     ]
-    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(HELPERS)}
-    env.pop("MASTER_PORT", None)
+    env = command_env(helpers=True)
     result = run_timed(
         [sys.executable, "-m", "lsuite.train", *QUICK, *probe, *extra, f"hydra.run.dir={run_dir}"],
         cwd=tmp_path,

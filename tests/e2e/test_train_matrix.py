@@ -6,12 +6,11 @@ item 1: DDP with a per-epoch probe) fails instead of blocking CI.
 """
 
 import csv
-import os
 import sys
 from pathlib import Path
 
 import pytest
-from timed_run import run_timed
+from timed_run import command_env, run_timed
 
 from lsuite.results import jsonl
 
@@ -61,9 +60,7 @@ def probe_args(names):
 
 
 def run_train(args, tmp_path, timeout):
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    env["LSUITE_CHECK_PROBES"] = "1"
-    env.pop("MASTER_PORT", None)
+    env = command_env(LSUITE_CHECK_PROBES="1")
     run_dir = tmp_path / "run"
     result = run_timed(
         [sys.executable, "-m", "lsuite.train", *TINY, *args, f"hydra.run.dir={run_dir}"],

@@ -6,11 +6,10 @@ members), which must equal the training record, also with two processes.
 """
 
 import json
-import os
 import sys
 
 import pytest
-from timed_run import run_timed
+from timed_run import command_env, run_timed
 
 TRAIN = [
     "probes=[ensemble]",
@@ -29,16 +28,9 @@ TRAIN = [
 ]
 
 
-def _env():
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    env["LSUITE_CHECK_PROBES"] = "1"
-    env.pop("MASTER_PORT", None)
-    return env
-
-
 def _run(module, args, cwd, timeout):
     result = run_timed(
-        [sys.executable, "-m", module, *map(str, args)], cwd=cwd, env=_env(), timeout=timeout
+        [sys.executable, "-m", module, *map(str, args)], cwd=cwd, env=command_env(), timeout=timeout
     )
     assert result.returncode == 0, result.stderr[-4000:]
     return result

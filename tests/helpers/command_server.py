@@ -4,7 +4,8 @@ Started by `timed_run` (one per pytest process) as ``python command_server.py``.
 JSON or text line each way on its stdin/stdout:
 
 - in: ``{"module", "args", "cwd", "env", "stdout", "stderr"}`` (paths of files for the output);
-- out: ``pid N`` when the child started, then ``rc N`` when it ended (N < 0: killed by signal -N).
+- out: ``pid N`` when the child started, then ``rc N`` when it ended (N < 0: killed by signal -N);
+  or ``stale`` (and the server exits) when an lsuite source file changed since it was imported.
 
 The child is what ``python -m MODULE ARGS`` started in ``cwd`` with ``env`` would be, minus the
 ~6 s of CPU that importing torch and Lightning costs: its own session (so a timeout kills its
@@ -28,12 +29,20 @@ PRELOAD = ("lsuite.train", "lsuite.probe", "lsuite.report.cli")
 
 
 def serve() -> dict | None:
-    """Answer requests until stdin closes; return the request in a child, None in the server."""
+    """Answer requests until stdin closes; return the request in a child, None in the server.
+
+    A request that finds a preloaded lsuite source file changed since (an edit while tests run)
+    is answered ``stale`` and the server exits: the client starts a fresh one.
+    """
     for name in PRELOAD:
         importlib.import_module(name)
+    sources = _lsuite_sources()
     _reply("ready")
     for line in sys.stdin:
         request = json.loads(line)
+        if _lsuite_sources() != sources:
+            _reply("stale")
+            return None
         pid = os.fork()
         if pid == 0:
             return request
@@ -41,6 +50,19 @@ def serve() -> dict | None:
         _, status = os.waitpid(pid, 0)
         _reply(f"rc {os.waitstatus_to_exitcode(status)}")
     return None
+
+
+def _lsuite_sources() -> dict[str, int]:
+    """Return the modification times of the imported lsuite modules' files (path -> ns)."""
+    times = {}
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if path and (name == "lsuite" or name.startswith("lsuite.")):
+            try:
+                times[path] = os.stat(path).st_mtime_ns
+            except OSError:
+                times[path] = -1
+    return times
 
 
 def _reply(text: str) -> None:

@@ -26,8 +26,23 @@ import pytest
 
 FORKED_MODULES = frozenset({"lsuite.train", "lsuite.probe", "lsuite.report.cli"})
 STARTS_PROCESSES = re.compile(r"ddp|devices=(?!1\b)|num_nodes=")
-SERVER = Path(__file__).with_name("command_server.py")
+HELPERS = Path(__file__).resolve().parent
+SERVER = HELPERS / "command_server.py"
 START_TIMEOUT = 300.0  # seconds for the server's imports on a loaded 2-core machine
+
+
+def command_env(*, helpers: bool = False, **extra: str) -> dict[str, str]:
+    """Return the environment for a test's command.
+
+    This process's (wandb offline and silent, the probes' side-effect checks on: tests/conftest.py)
+    without a DDP port an earlier run left, plus ``extra``; ``helpers`` puts tests/helpers (test
+    probes, callbacks) first on ``PYTHONPATH``.
+    """
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", **extra}
+    env.pop("MASTER_PORT", None)
+    if helpers:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HELPERS), env.get("PYTHONPATH")) if p)
+    return env
 
 
 def run_timed(cmd, *, timeout, cwd=None, env=None):
@@ -40,7 +55,10 @@ def run_timed(cmd, *, timeout, cwd=None, env=None):
     env = dict(os.environ if env is None else env)
     cwd = str(cwd or os.getcwd())
     if _forkable(cmd, env):
-        return _server().run(cmd, cwd=cwd, env=env, timeout=timeout)
+        try:
+            return _server().run(cmd, cwd=cwd, env=env, timeout=timeout)
+        except StaleServer:  # lsuite's sources were edited since it imported them
+            return _server().run(cmd, cwd=cwd, env=env, timeout=timeout)
     process = subprocess.Popen(
         cmd,
         stdout=subprocess.PIPE,
@@ -75,6 +93,10 @@ def _fail_timeout(cmd: list[str], timeout: float, stderr: str) -> None:
     pytest.fail(f"timed out after {timeout} s (a hang?): {' '.join(cmd)}\n{stderr[-3000:]}")
 
 
+class StaleServer(Exception):
+    """The server's imported lsuite modules are older than their files; it has exited."""
+
+
 class _Server:
     """The pytest process's `command_server`, talked to over its stdin and stdout."""
 
@@ -103,7 +125,11 @@ class _Server:
             request |= {"stdout": str(out), "stderr": str(err)}
             self.process.stdin.write(json.dumps(request) + "\n")
             self.process.stdin.flush()
-            pid = int(self._expect("pid", 60.0))
+            first = self._read_line(60.0)
+            if first == "stale":
+                self.process.wait(timeout=30)
+                raise StaleServer
+            pid = int(_value(first, "pid"))
             try:
                 code = int(self._expect("rc", timeout))
             except TimeoutError:
@@ -115,11 +141,7 @@ class _Server:
         return subprocess.CompletedProcess(cmd, code, stdout, stderr)
 
     def _expect(self, word: str, timeout: float) -> str:
-        line = self._read_line(timeout)
-        kind, _, value = line.partition(" ")
-        if kind != word:
-            raise RuntimeError(f"command server: expected {word!r}, got {line!r}")
-        return value
+        return _value(self._read_line(timeout), word)
 
     def _read_line(self, timeout: float) -> str:
         deadline = time.monotonic() + timeout
@@ -141,6 +163,13 @@ class _Server:
         if self.alive():
             self.process.stdin.close()
             self.process.wait(timeout=30)
+
+
+def _value(line: str, word: str) -> str:
+    kind, _, value = line.partition(" ")
+    if kind != word:
+        raise RuntimeError(f"command server: expected {word!r}, got {line!r}")
+    return value
 
 
 _instance: _Server | None = None

@@ -10,7 +10,6 @@ refuses gradient accumulation before training.
 
 import copy
 import math
-import os
 import sys
 from functools import partial
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import Trainer
-from timed_run import run_timed
+from timed_run import command_env, run_timed
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -147,8 +146,7 @@ def test_resumed_run_continues_like_an_uninterrupted_one(tmp_path):
 
 
 def run_train(args, tmp_path, timeout, env_extra=None):
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", **(env_extra or {})}
-    env.pop("MASTER_PORT", None)
+    env = command_env(**(env_extra or {}))
     run_dir = tmp_path / "run"
     result = run_timed(
         [sys.executable, "-m", "lsuite.train", *args, f"hydra.run.dir={run_dir}"],
@@ -197,8 +195,7 @@ def test_cli_entropy_sgd_under_ddp_keeps_the_ranks_equal(tmp_path):
 
 
 def test_cli_refuses_gradient_accumulation_before_training(tmp_path):
-    env = {**os.environ, "WANDB_MODE": "offline"}
-    env.pop("MASTER_PORT", None)
+    env = command_env()
     args = ["optim=entropy_sgd", "trainer.accumulate_grad_batches=2"]
     result = run_timed(
         [sys.executable, "-m", "lsuite.train", *args], cwd=tmp_path, env=env, timeout=120

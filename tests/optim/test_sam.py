@@ -1,7 +1,6 @@
 """SAM and ASAM: a step against the hand-computed one, state, BatchNorm freezing, bad settings."""
 
 import copy
-import os
 import sys
 from functools import partial
 
@@ -10,7 +9,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import open_dict
-from timed_run import run_timed
+from timed_run import command_env, run_timed
 
 from lsuite.config.paths import config_dir
 from lsuite.config.validate import validate
@@ -234,8 +233,7 @@ def test_bf16_is_accepted():
 
 
 def test_cli_rho_zero_exits_2_with_one_line(tmp_path):
-    env = {**os.environ, "WANDB_MODE": "offline"}
-    env.pop("MASTER_PORT", None)
+    env = command_env()
     result = run_timed(
         [sys.executable, "-m", "lsuite.train", "optim=sam", "optim.rho=0"],
         cwd=tmp_path,

@@ -1,11 +1,10 @@
 """experiment=generalization end to end: a 2-job sweep, then lsuite-report --correlate."""
 
 import csv
-import os
 import sys
 
 import pytest
-from timed_run import run_timed
+from timed_run import command_env, run_timed
 
 from lsuite.report.correlation_report import write_correlation
 from lsuite.report.runs import find_runs
@@ -35,8 +34,7 @@ TINY = [
 
 @pytest.mark.slow
 def test_generalization_sweep_then_correlate(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
-    env.pop("MASTER_PORT", None)
+    env = command_env(OMP_NUM_THREADS="1")
     sweep = tmp_path / "sweep"
     trained = run_timed(
         [sys.executable, "-m", "lsuite.train", "-m", "experiment=generalization", *TINY,

@@ -1,11 +1,10 @@
 """``report=true``: the Hydra callback builds the report when a sweep (or a run) ends."""
 
-import os
 import sys
 
 import pytest
 from omegaconf import OmegaConf
-from timed_run import run_timed
+from timed_run import command_env, run_timed
 
 from lsuite.config.report_callback import BuildReport
 from lsuite.errors import ConfigError
@@ -30,8 +29,7 @@ TINY = [
 @pytest.mark.slow
 def test_sweep_with_report_true_builds_the_report(tmp_path):
     sweep = tmp_path / "sweep"
-    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
-    env.pop("MASTER_PORT", None)
+    env = command_env(OMP_NUM_THREADS="1")
     command = [sys.executable, "-m", "lsuite.train", "-m", *TINY, "optim.lr=0.05,0.1"]
     command += ["report=true", f"hydra.sweep.dir={sweep}"]
     result = run_timed(command, cwd=tmp_path, env=env, timeout=300)

@@ -6,11 +6,10 @@ Default callbacks (progress bar on), ``test=true``, probes checked for side effe
 
 import csv
 import json
-import os
 import sys
 
 import pytest
-from timed_run import run_timed
+from timed_run import command_env, run_timed
 
 from lsuite.results import jsonl
 
@@ -33,19 +32,12 @@ PROBE = [
 ]
 
 
-def _env():
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    env["LSUITE_CHECK_PROBES"] = "1"
-    env.pop("MASTER_PORT", None)
-    return env
-
-
 def _train(tmp_path, *args, timeout=300):
     run_dir = tmp_path / "run"
     result = run_timed(
         [sys.executable, "-m", "lsuite.train", *TINY, *args, f"hydra.run.dir={run_dir}"],
         cwd=tmp_path,
-        env=_env(),
+        env=command_env(),
         timeout=timeout,
     )
     assert result.returncode == 0, result.stderr[-4000:]
@@ -74,7 +66,7 @@ def test_subspace_line_trains_logs_the_line_and_loads_in_lsuite_probe(tmp_path):
         [sys.executable, "-m", "lsuite.probe", "--no-progress", str(run_dir), "--ckpt", "last",
          "probes.hessian_trace.probe.num_matvecs=4"],
         cwd=tmp_path,
-        env=_env(),
+        env=command_env(),
         timeout=300,
     )  # fmt: skip
     assert probed.returncode == 0, probed.stderr[-3000:]

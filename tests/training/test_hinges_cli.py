@@ -1,17 +1,14 @@
 """The training hinges end to end through lsuite-train: resume after SIGKILL, init_from children."""
 
 import json
-import os
 import signal
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from timed_run import run_timed
+from timed_run import command_env, run_timed
 
-HELPERS = Path(__file__).resolve().parents[1] / "helpers"
 # Default callbacks (checkpoints, progress bar, ...), test=true; 6 steps per epoch on digits.
 TINY = [
     "trainer.max_epochs=2",
@@ -31,8 +28,7 @@ PROBE = [
 
 
 def run_cli(args, cwd, timeout=300):
-    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(HELPERS)}
-    env.pop("MASTER_PORT", None)
+    env = command_env(helpers=True)
     env.pop("LSUITE_RESUME", None)
     return run_timed(
         [sys.executable, "-m", "lsuite.train", *args],
