@@ -89,6 +89,28 @@ def curve_coefficients(kind: CurveKind, t: Tensor, num_points: int) -> Tensor:
     return polychain_coefficients(t, num_points)
 
 
+def curve_weights(kind: CurveKind, t: float, num_points: int) -> list[float]:
+    """Return the ``M`` coefficients of a curve at one position ``t``, as Python floats.
+
+    Equal (to rounding) to ``curve_coefficients(kind, torch.tensor([t]), num_points)[0]``, in
+    plain arithmetic: a training step's draw then costs no tensor operations.
+
+    Args:
+        kind: ``"bezier"`` or ``"polychain"``.
+        t: the position in ``[0, 1]``.
+        num_points: control points ``M >= 2``.
+
+    Returns:
+        The coefficients of the ``M`` control points; they sum to 1.
+    """
+    require(kind in CURVE_KINDS, "kind", kind, f"one of {list(CURVE_KINDS)}")
+    _check_count(num_points)
+    degree = num_points - 1
+    if kind == "bezier":
+        return [math.comb(degree, i) * t**i * (1 - t) ** (degree - i) for i in range(num_points)]
+    return [max(0.0, 1 - abs(t * degree - i)) for i in range(num_points)]
+
+
 def dirichlet_coordinates(
     num_vertices: int, num_samples: int, generator: torch.Generator, dtype: torch.dtype
 ) -> Tensor:

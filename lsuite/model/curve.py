@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from lsuite.errors import ConfigError, require
-from lsuite.functional.curves import CURVE_KINDS, CurveKind, curve_coefficients
+from lsuite.functional.curves import CURVE_KINDS, CurveKind, curve_coefficients, curve_weights
 from lsuite.model.classifier import OptimizerFactory, SchedulerFactory
 from lsuite.model.point_combination import PointCombination, load_points
 
@@ -19,7 +19,8 @@ class CurveModule(PointCombination):
     state dict or a run directory); the ``bends`` control points in between start on the straight
     line (bend ``i`` at ``t = i / (bends + 1)``, so the initial curve is the line) and are
     trained: each batch draws ``t ~ U(0, 1)`` from a generator seeded with ``seed`` and takes the
-    loss of the network at ``w(t)`` (through ``torch.func.functional_call``, any network).
+    loss of the network at ``w(t)`` (its tensors put into the network's parameter slots, what
+    ``torch.func.functional_call`` does: any network).
 
     ``kind="bezier"``: ``w(t) = sum_i binom(n, i) t^i (1-t)^(n-i) w_i``, ``n = bends + 1``
     (``bends=1``: the quadratic Bezier curve). ``kind="polychain"``: straight segments through the
@@ -116,8 +117,9 @@ class CurveModule(PointCombination):
 
     def sample_coefficients(self) -> Tensor:
         """Return the ``(M,)`` coefficients at ``t ~ U(0, 1)`` drawn from the module's generator."""
-        t = torch.rand(1, generator=self.generator, dtype=torch.float64)
-        return self.coefficients(t)[0]
+        t = float(torch.rand(1, generator=self.generator, dtype=torch.float64))
+        weights = curve_weights(self.kind, t, self.bends + 2)
+        return torch.tensor(weights, dtype=torch.float64)
 
     def centre_coefficients(self) -> Tensor:
         """Return the ``(M,)`` coefficients at ``t = 0.5``."""

@@ -3,8 +3,9 @@
 The family is ``w(c) = sum_i c_i w_i`` over ``M`` points of one network's weight space: some
 frozen (``fixed``, e.g. trained solutions), some trained (``free``). Each training batch draws the
 coefficients ``c`` (a subclass says how: a curve position, barycentric coordinates) and evaluates
-the network at ``w(c)`` through ``torch.func.functional_call``, so any ``nn.Module`` works
-unchanged. Subclasses: `lsuite.model.curve.CurveModule`, `lsuite.model.simplex.SimplexModule`.
+the network at ``w(c)`` with the point's tensors in its parameter slots (what
+``torch.func.functional_call`` does), so any ``nn.Module`` works unchanged. Subclasses:
+`lsuite.model.curve.CurveModule`, `lsuite.model.simplex.SimplexModule`.
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ from torch.func import functional_call
 from lsuite.anchors.files import load_point
 from lsuite.errors import require
 from lsuite.functional.curves import FamilyKind, PointFamily, attach_family
-from lsuite.functional.params import Params, unflatten
+from lsuite.functional.flat_combination import add_rows, combine_rows
+from lsuite.functional.params import Params
 from lsuite.model.classifier import OptimizerFactory, SchedulerFactory
 from lsuite.model.point_batch_norm import (
     first_training_batches,
     has_batch_norm,
     recompute_batch_norm,
 )
+from lsuite.model.skeleton import ParameterBinding
 
 
 class PointCombination(LightningModule):
@@ -92,6 +95,10 @@ class PointCombination(LightningModule):
         self.num_classes = num_classes
         self.bn_batches = bn_batches
         self._like = {k: p.detach() for k, p in net.named_parameters() if p.requires_grad}
+        self._names = list(self._like)
+        self._shapes = [p.shape for p in self._like.values()]
+        # functional_call set up once: it re-walks the module tree and unties weights per call
+        self._call = ParameterBinding(net, self._names)
         self.register_buffer("fixed_points", fixed.detach().clone())
         self.free_points = nn.Parameter(free.detach().clone())
         self.order = [(str(a), int(b)) for a, b in order]
@@ -136,18 +143,42 @@ class PointCombination(LightningModule):
         fixed = c[self._fixed_index] @ self.fixed_points.to(c.dtype)
         return fixed + c[self._free_index] @ self.free_points
 
-    def params_at(self, coefficients: Tensor) -> Params:
-        """Return the network's parameters at a combination (keys of ``net``'s parameters)."""
-        return unflatten(self.combination(coefficients), self._like)
+    def params_at(self, coefficients: Tensor | Sequence[float]) -> Params:
+        """Return the network's parameters at a combination (keys of ``net``'s parameters).
+
+        Equal, to rounding, to splitting `combination`; the point is one autograd node
+        (`lsuite.functional.flat_combination.combine_rows`) made of ``M`` elementwise
+        operations, with the coefficients as Python floats.
+
+        Args:
+            coefficients: ``(M,)`` weights in the order of the points.
+
+        Returns:
+            Views of one ``(P,)`` tensor, differentiable in the free points.
+
+        Raises:
+            ValueError: for a number of coefficients other than ``M``.
+        """
+        c = coefficients.tolist() if isinstance(coefficients, Tensor) else list(coefficients)
+        if len(c) != len(self.order):
+            raise ValueError(
+                f"coefficients: got {len(c)}; expected one per point ({len(self.order)})"
+            )
+        fixed = self.fixed_points
+        if fixed.dtype != self.free_points.dtype:
+            fixed = fixed.to(self.free_points.dtype)
+        offset = add_rows(fixed, [c[m] for m in self._fixed_index]) if len(fixed) else None
+        free = [c[m] for m in self._free_index]
+        return combine_rows(self.free_points, free, offset, self._names, self._shapes)
 
     def forward_at(
         self, coefficients: Tensor, inputs: Tensor, buffers: Params | None = None
     ) -> Tensor:
-        """Return ``(B, C)`` logits of the network at a combination."""
-        state = self.params_at(coefficients)
-        if buffers is not None:
-            state = {**buffers, **state}
-        return functional_call(self.net, state, (inputs,), strict=False)
+        """Return ``(B, C)`` logits of the network at a combination (with ``buffers`` if given)."""
+        params = self.params_at(coefficients)
+        if buffers is None:
+            return self._call(params, inputs)
+        return functional_call(self.net, {**buffers, **params}, (inputs,), strict=False)
 
     def sample_coefficients(self) -> Tensor:
         """Return ``(M,)`` training coefficients drawn from `generator` (subclasses)."""
@@ -161,9 +192,9 @@ class PointCombination(LightningModule):
         """Return the ``(N, M)`` rows evaluated at validation and test (subclasses)."""
         raise NotImplementedError
 
-    def regulariser(self) -> Tensor:
-        """Return the term added to the training loss (0 here; the simplex's volume term)."""
-        return torch.zeros((), device=self.free_points.device)
+    def regulariser(self) -> Tensor | None:
+        """Return the term added to the training loss, or None (here; the simplex's volume term)."""
+        return None
 
     def probe_network(self) -> nn.Module:
         """Return ``net`` at the family's centre, with the family attached (see the class doc)."""
@@ -189,7 +220,8 @@ class PointCombination(LightningModule):
         inputs, targets = batch[0], batch[1]
         logits = self.forward_at(self.sample_coefficients(), inputs)
         loss = F.cross_entropy(logits, targets)
-        objective = loss + self.regulariser()
+        regulariser = self.regulariser()
+        objective = loss if regulariser is None else loss + regulariser
         if self.l2 > 0:
             objective = objective + 0.5 * self.l2 * self.free_points.pow(2).sum()
         sync = {"on_step": True, "on_epoch": True, "sync_dist": True}
