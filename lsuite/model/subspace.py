@@ -6,21 +6,19 @@ Wortsman, Horton, Guestrin, Farhadi and Rastegari 2021, "Learning neural network
 from __future__ import annotations
 
 import itertools
-import logging
 import random
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
 from torch.func import functional_call
 from typing_extensions import override
 
 from lsuite.errors import ConfigError, require
 from lsuite.functional.params import Params
+from lsuite.functional.simplex_draws import sample_simplex as sample_simplex  # re-exported
 from lsuite.functional.vertex_combination import (
     VertexEntry,
     VertexLayout,
@@ -35,30 +33,8 @@ from lsuite.model.point_batch_norm import (
 )
 from lsuite.model.skeleton import ParameterBinding, network_at, strip_parameters
 from lsuite.model.subspace_evaluation import EVALUATION_FILE as EVALUATION_FILE  # re-exported
-from lsuite.model.subspace_evaluation import (
-    evaluation_points,
-    evaluation_totals,
-    write_evaluation,
-)
-
-log = logging.getLogger("lsuite")
-
-
-def sample_simplex(num_vertices: int, num_groups: int, generator: torch.Generator) -> Tensor:
-    """Draw ``num_groups`` points uniformly from the simplex (Dirichlet(1, ..., 1)).
-
-    For two vertices a point is ``(1 - alpha, alpha)`` with ``alpha ~ U(0, 1)``.
-
-    Args:
-        num_vertices: ``K`` (>= 2).
-        num_groups: ``G``, independent draws (one per layer for layerwise sampling).
-        generator: a CPU generator.
-
-    Returns:
-        ``(G, K)`` barycentric coordinates (non-negative, rows sum to 1), float64.
-    """
-    exponential = -torch.log1p(-torch.rand(num_groups, num_vertices, generator=generator).double())
-    return exponential / exponential.sum(dim=1, keepdim=True)
+from lsuite.model.subspace_evaluation import evaluation_points as evaluation_points  # re-exported
+from lsuite.model.subspace_walk import publish_walk, walk_subspace
 
 
 class Subspace(Classifier):
@@ -240,10 +216,23 @@ class Subspace(Classifier):
         During validation and test of a network with BatchNorm, with the statistics recomputed at
         the midpoint; otherwise with the shared ones.
         """
-        if self._eval_buffers is not None:
-            state = {**self._eval_buffers, **self.midpoint()}
-            return functional_call(self.net, state, (inputs,), strict=False)
-        return self._call(self.midpoint(), inputs)
+        return self.forward_at(self.midpoint(), inputs, self._eval_buffers)
+
+    def forward_at(self, params: Params, inputs: Tensor, buffers: Params | None = None) -> Tensor:
+        """Return ``(B, C)`` logits of the network with ``params`` (and ``buffers`` if given).
+
+        Args:
+            params: a tensor for every parameter name (`point`'s output).
+            inputs: ``(B, ...)`` inputs.
+            buffers: the network's buffers to use (recomputed BatchNorm statistics), or None
+                for its own.
+
+        Returns:
+            The logits.
+        """
+        if buffers is None:
+            return self._call(params, inputs)
+        return functional_call(self.net, {**buffers, **params}, (inputs,), strict=False)
 
     def batch_norm_at(self, points: list[Tensor]) -> list[Params]:
         """Return the network's buffers with BatchNorm statistics recomputed at each point.
@@ -386,56 +375,6 @@ class Subspace(Classifier):
         loaders = self.trainer.val_dataloaders
         if loaders is None:
             return
-        loaders = loaders if isinstance(loaders, list | tuple) else [loaders]
-        was_training = self.net.training
-        self.net.eval()
-        rows = []
-        points = evaluation_points(self.num_vertices, self.eval_points)
-        with torch.no_grad():
-            buffers = (
-                self.batch_norm_at([torch.tensor(w) for _, w in points])
-                if self._has_batch_norm
-                else [None] * len(points)
-            )
-            for (label, weights), point_buffers in zip(points, buffers, strict=True):
-                totals = self._evaluate_point(torch.tensor(weights), loaders, point_buffers)
-                totals = self.trainer.strategy.reduce(totals, reduce_op="sum")
-                loss, acc = (totals[0] / totals[2]).item(), (totals[1] / totals[2]).item()
-                rows.append({"point": label, "weights": weights, "val_loss": loss, "val_acc": acc})
-        self.net.train(was_training)
-        self.evaluation = rows
-        self._publish(rows)
+        self.evaluation = walk_subspace(self, loaders)
+        publish_walk(self, self.evaluation)
         self.trainer.strategy.barrier()
-
-    def _evaluate_point(self, weights: Tensor, loaders: list, buffers: Params | None) -> Tensor:
-        params = self.point(weights)
-        state = None if buffers is None else {**buffers, **params}
-
-        def forward(inputs: Tensor) -> Tensor:
-            if state is None:
-                return self._call(params, inputs)
-            return functional_call(self.net, state, (inputs,), strict=False)
-
-        batches = (
-            self.transfer_batch_to_device(batch, self.device, 0)[:2]
-            for loader in loaders
-            for batch in loader
-        )
-        return evaluation_totals(forward, batches).to(self.device)
-
-    @rank_zero_only
-    def _publish(self, rows: list[dict[str, Any]]) -> None:
-        metrics = {}
-        for row in rows:
-            metrics[f"subspace/{row['point']}/val_loss"] = row["val_loss"]
-            metrics[f"subspace/{row['point']}/val_acc"] = row["val_acc"]
-        for logger in self.loggers:
-            logger.log_metrics(metrics, step=self.global_step)
-        text = ", ".join(f"{r['point']} {r['val_acc']:.3f}" for r in rows)
-        if self._has_batch_norm:
-            text += f" (BatchNorm statistics recomputed at each point on {self.bn_batches} batches)"
-        log.info("subspace: validation accuracy along the subspace: %s", text)
-        run_dir = Path(self.trainer.default_root_dir)
-        if run_dir.is_dir():
-            bn = ("recomputed", self.bn_batches) if self._has_batch_norm else ("none", None)
-            write_evaluation(run_dir, rows, *bn)
