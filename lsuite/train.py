@@ -28,6 +28,7 @@ from lsuite.config.cli_check import check_command_line
 from lsuite.config.console import quiet_known_noise, route_lightning_logs
 from lsuite.config.init_from import apply_init_from
 from lsuite.config.job_status import run_job
+from lsuite.config.loggers import continue_wandb_runs
 from lsuite.config.paths import config_dir
 from lsuite.config.resume import resume_checkpoint, with_implied_run_dir
 from lsuite.config.sweep import name_run, name_sweep, register_resolvers
@@ -60,10 +61,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     if trainer.is_global_zero:
         write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(resolved))
+    checkpoint = resume_checkpoint(cfg, trainer)
+    if checkpoint is not None:
+        continue_wandb_runs(loggers)  # one wandb run, not a new one per resume
     for logger in loggers:
         logger.log_hyperparams(resolved)
     with _interruptible(trainer):
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg, trainer))
+        trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
         if cfg.test:
             trainer.test(module, datamodule=datamodule, ckpt_path=_test_checkpoint(trainer))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}

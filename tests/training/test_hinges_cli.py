@@ -93,7 +93,11 @@ def test_sigkill_then_resume_auto_equals_an_uninterrupted_run(whole, tmp_path):
 def test_children_of_one_parent_differ_in_data_order_only(whole, tmp_path):
     start = whole / "checkpoints" / "last.ckpt"  # the parent, at step 12
     dumps = {}
-    for name, seeds in (("a", ["data_seed=1", *TRAJECTORY]), ("b", ["data_seed=2", "seed=5"])):
+    wandb = ["logger=[csv,wandb]"]
+    for name, seeds in (
+        ("a", ["data_seed=1", *TRAJECTORY, *wandb]),
+        ("b", ["data_seed=2", "seed=5"]),
+    ):
         dumps[name] = tmp_path / f"dump_{name}"
         child = [
             *TINY,
@@ -122,9 +126,16 @@ def test_children_of_one_parent_differ_in_data_order_only(whole, tmp_path):
     assert weights(tmp_path / "a" / "checkpoints" / "last.ckpt")[1] == 6
     # resume=PATH without hydra.run.dir continues in the run directory it names.
     last = tmp_path / "a" / "checkpoints" / "last.ckpt"
-    more = run_cli([*TINY, *TRAJECTORY, f"resume={last}"], tmp_path)
+    more = run_cli([*TINY, *TRAJECTORY, *wandb, f"resume={last}"], tmp_path)
     assert more.returncode == 0, more.stderr[-3000:]
     assert weights(tmp_path / "a" / "checkpoints" / "last.ckpt")[1] == 12
+    # The resumed part continues the child's wandb run: two offline directories, one run id.
+    parts = sorted((tmp_path / "a" / "wandb").glob("offline-run-*"))
+    assert len(parts) == 2 and len({p.name.rsplit("-", 1)[1] for p in parts}) == 1, parts
+    assert (
+        f"resume: wandb continues run {parts[0].name.rsplit('-', 1)[1]}"
+        in more.stdout + more.stderr
+    )
     config = yaml.safe_load((tmp_path / "a" / "config.yaml").read_text())
     assert config["trainer"]["max_epochs"] == 2 and config["resume"].endswith("last.ckpt")
     assert not (tmp_path / "outputs").exists()
