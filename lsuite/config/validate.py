@@ -11,9 +11,7 @@ from lightning.pytorch.callbacks import StochasticWeightAveraging
 from omegaconf import DictConfig, ListConfig
 
 from lsuite.errors import ConfigError, require
-from lsuite.optim import entropy_sgd
-from lsuite.optim.entropy_sgd import EntropySGD
-from lsuite.optim.sam import SAM, check_base_optimizer, check_settings
+from lsuite.optim.closure_optimizer import ClosureOptimizer, check_base_optimizer
 
 _GPU_ACCELERATORS = ("gpu", "cuda")
 
@@ -43,8 +41,7 @@ def validate(cfg: DictConfig) -> None:
         for name, child in (node or {}).items():
             if child is not None and "_target_" not in child:
                 raise ConfigError(f"{group}.{name}: got a node without _target_; expected a config")
-    _validate_sam(cfg)
-    _validate_entropy_sgd(cfg)
+    _validate_closure_optimizer(cfg)
     _validate_swa(cfg)
 
 
@@ -72,13 +69,20 @@ def _validate_trainer(trainer: DictConfig) -> None:
             )
 
 
-def _validate_sam(cfg: DictConfig) -> None:
-    """Check a SAM optimizer's settings, base optimizer and the trainer settings it needs."""
+def _validate_closure_optimizer(cfg: DictConfig) -> None:
+    """Check a closure optimizer's settings, base optimizer and the trainer settings it needs.
+
+    A `ClosureOptimizer` (SAM, Entropy-SGD) names its settings check and what it needs from the
+    trainer in its ``requirements``; the messages name the optimizer.
+    """
     optim = cfg.get("optim")
     optimizer_class = _target_class(optim)
-    if optimizer_class is None or not issubclass(optimizer_class, SAM):
+    if optimizer_class is None or not issubclass(optimizer_class, ClosureOptimizer):
         return
-    check_settings(**{k: optim[k] for k in ("rho", "eps", "perturbation") if k in optim})
+    needs = getattr(optimizer_class, "requirements", None)
+    if needs is None:  # the abstract base itself: the build step reports it
+        return
+    needs.check_settings(**{k: optim[k] for k in needs.settings_keys() if k in optim})
     base = optim.get("base_optimizer")
     require(
         isinstance(base, DictConfig) and "_target_" in base,
@@ -94,52 +98,15 @@ def _validate_sam(cfg: DictConfig) -> None:
         not precision.startswith("16"),
         "trainer.precision",
         precision,
-        "32-true or bf16-mixed with optim SAM (fp16 loss scaling steps the optimizer without "
-        "the closure that SAM calls twice)",
+        f"32-true or bf16-mixed with optim {needs.name} (fp16 loss scaling steps the optimizer "
+        f"without the closure that {needs.name} calls {needs.closure_calls})",
     )
     accumulate = cfg.trainer.get("accumulate_grad_batches", 1)
     require(
         accumulate == 1,
         "trainer.accumulate_grad_batches",
         accumulate,
-        "1 with optim SAM (both passes of a step must see the same batch)",
-    )
-
-
-_ENTROPY_SGD_KEYS = ("langevin_steps", "gamma", "scoping", "noise", "langevin_lr", "alpha", "seed")
-
-
-def _validate_entropy_sgd(cfg: DictConfig) -> None:
-    """Check an Entropy-SGD optimizer's settings, base optimizer and the trainer settings."""
-    optim = cfg.get("optim")
-    optimizer_class = _target_class(optim)
-    if optimizer_class is None or not issubclass(optimizer_class, EntropySGD):
-        return
-    entropy_sgd.check_settings(**{k: optim[k] for k in _ENTROPY_SGD_KEYS if k in optim})
-    base = optim.get("base_optimizer")
-    require(
-        isinstance(base, DictConfig) and "_target_" in base,
-        "optim.base_optimizer",
-        base,
-        "an optimizer config with _target_ (e.g. torch.optim.SGD, _partial_: true)",
-    )
-    base_class = _target_class(base)
-    if base_class is not None:
-        check_base_optimizer(base_class)
-    precision = str(cfg.trainer.get("precision", "32-true"))
-    require(
-        not precision.startswith("16"),
-        "trainer.precision",
-        precision,
-        "32-true or bf16-mixed with optim Entropy-SGD (fp16 loss scaling steps the optimizer "
-        "without the closure that Entropy-SGD calls once per Langevin step)",
-    )
-    accumulate = cfg.trainer.get("accumulate_grad_batches", 1)
-    require(
-        accumulate == 1,
-        "trainer.accumulate_grad_batches",
-        accumulate,
-        "1 with optim Entropy-SGD (every Langevin step of a step must see the same batch)",
+        f"1 with optim {needs.name} ({needs.same_batch} must see the same batch)",
     )
 
 

@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from contextlib import nullcontext
-from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 from typing_extensions import override
 
-from lsuite.errors import ConfigError, require
-from lsuite.optim.sam import bn_frozen, check_base_optimizer
+from lsuite.errors import require
+from lsuite.optim.closure_optimizer import ClosureOptimizer, ClosureRequirements
 
 STATE_KEY = "entropy_sgd"
 """Key of `EntropySGD`'s own state (outer step count, noise generator) in its `state_dict`."""
@@ -73,7 +71,7 @@ def check_settings(
     require(isinstance(seed, int) and not isinstance(seed, bool), "optim.seed", seed, "an int")
 
 
-class EntropySGD(Optimizer):
+class EntropySGD(ClosureOptimizer):
     """Step towards the mean of Langevin samples around ``x``: gradient descent on local entropy.
 
     One `step` at the weights ``x``, with scope ``gamma_t = gamma * (1 + scoping) ** t`` where
@@ -136,6 +134,13 @@ class EntropySGD(Optimizer):
         ConfigError: for a setting out of range or a base optimizer that needs a closure itself.
     """
 
+    requirements: ClassVar[ClosureRequirements] = ClosureRequirements(
+        name="Entropy-SGD",
+        check_settings=check_settings,
+        closure_calls="once per Langevin step",
+        same_batch="every Langevin step of a step",
+    )
+
     in_second_pass: bool = False
     """True while the closure runs at a Langevin iterate after the first (do not log metrics)."""
 
@@ -153,26 +158,7 @@ class EntropySGD(Optimizer):
         **base_kwargs: Any,
     ) -> None:
         check_settings(langevin_steps, gamma, scoping, noise, langevin_lr, alpha, seed)
-        optimizer_class = _factory_class(base_optimizer)
-        if optimizer_class is not None:
-            check_base_optimizer(optimizer_class)
-            require(
-                not issubclass(optimizer_class, EntropySGD),
-                "optim.base_optimizer",
-                optimizer_class.__qualname__,
-                "an optimizer that steps without a closure, e.g. torch.optim.SGD",
-            )
-        super().__init__(params, {})
-        self.base_optimizer = base_optimizer(self.param_groups, **base_kwargs)
-        if not isinstance(self.base_optimizer, Optimizer):
-            raise ConfigError(
-                f"optim.base_optimizer: got a factory returning "
-                f"{type(self.base_optimizer).__name__}; expected a torch.optim.Optimizer"
-            )
-        check_base_optimizer(type(self.base_optimizer))
-        self.param_groups = self.base_optimizer.param_groups
-        self.state = self.base_optimizer.state
-        self.defaults = self.base_optimizer.defaults
+        super().__init__(params, base_optimizer, **base_kwargs)
         self.langevin_steps = int(langevin_steps)
         self.gamma = float(gamma)
         self.scoping = float(scoping)
@@ -181,11 +167,9 @@ class EntropySGD(Optimizer):
         self.alpha = float(alpha)
         self.seed = int(seed)
         self.outer_steps = 0
-        self.in_second_pass = False
         first = next((p for group in self.param_groups for p in group["params"]), None)
         device = first.device if first is not None else torch.device("cpu")
         self.generator = torch.Generator(device=device).manual_seed(self.seed)
-        self._module: nn.Module | None = None
 
     def connect(self, module: nn.Module | None = None, **_: Any) -> None:
         """Tell Entropy-SGD which module it trains, for its BatchNorm statistics.
@@ -216,22 +200,17 @@ class EntropySGD(Optimizer):
             RuntimeError: for ``closure=None`` (the argument has no default, so that `SAM` and
                 other wrappers see that this optimizer evaluates the loss itself).
         """
-        if closure is None:
-            raise RuntimeError(
-                "EntropySGD.step needs a closure that recomputes the loss and gradients; fp16 "
-                "loss scaling (precision=16-mixed) steps without one, use 32-true or bf16-mixed"
-            )
+        closure = self._require_closure(closure)
         with torch.enable_grad():
             loss = closure()
-        params = [p for group in self.param_groups for p in group["params"] if p.grad is not None]
+        params = self._params_with_grad()
         if not params:  # no gradients (e.g. SWA's BatchNorm epoch): nothing to step
             return loss
         gamma = self.scope()
         anchor = [p.detach().clone() for p in params]
         average = [x.clone() for x in anchor]
-        frozen = nullcontext() if self._module is None else bn_frozen(self._module)
         try:
-            with frozen:
+            with self._statistics_frozen():
                 for index in range(self.langevin_steps):
                     if index > 0:
                         self.in_second_pass = True
@@ -240,9 +219,7 @@ class EntropySGD(Optimizer):
                     self._langevin_step(params, anchor, average, gamma)
         finally:
             self.in_second_pass = False
-            with torch.no_grad():
-                for p, x in zip(params, anchor, strict=True):
-                    p.copy_(x)
+            self._restore(zip(params, anchor, strict=True))
         for p, x, mu in zip(params, anchor, average, strict=True):
             p.grad = x - mu
         self.base_optimizer.step()
@@ -296,42 +273,9 @@ class EntropySGD(Optimizer):
                 f"EntropySGD.load_state_dict: no '{STATE_KEY}' entry (outer step count and noise "
                 "generator); the state dict is not an EntropySGD's"
             )
-        self.base_optimizer.load_state_dict(state_dict)
-        self.param_groups = self.base_optimizer.param_groups
-        self.state = self.base_optimizer.state
+        super().load_state_dict(state_dict)
         self.outer_steps = int(own["outer_steps"])
         self.generator.set_state(own["generator"].cpu())
-
-    @override
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a parameter group to the base optimizer (and so to this one, which shares them).
-
-        Args:
-            param_group: the group, with ``params`` and optional hyperparameters.
-        """
-        base = self.__dict__.get("base_optimizer")
-        if base is None:  # Optimizer.__init__ building the groups
-            super().add_param_group(param_group)
-        else:
-            base.add_param_group(param_group)
-
-    @override
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state.pop("_module", None)
-        return state
-
-    @override
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        self._module = None
-
-
-def _factory_class(factory: Any) -> type | None:
-    """Return the class a factory builds (unwrapping partials), or None when it is unknown."""
-    while isinstance(factory, partial):
-        factory = factory.func
-    return factory if isinstance(factory, type) else None
 
 
 __all__ = ["STATE_KEY", "EntropySGD", "check_settings"]

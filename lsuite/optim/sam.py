@@ -11,19 +11,22 @@ Deep Neural Networks".
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from functools import partial
-from typing import Any, Literal
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _NormBase
-from torch.optim import LBFGS, Optimizer
+from torch.optim import Optimizer
 from typing_extensions import override
 
-from lsuite.errors import ConfigError, require
+from lsuite.errors import require
+from lsuite.optim.closure_optimizer import (
+    ClosureOptimizer,
+    ClosureRequirements,
+    bn_frozen,
+    check_base_optimizer,
+)
 
 Perturbation = Literal["local", "synchronized"]
 """Which gradient sets the ascent step under data parallelism: each rank's own, or the mean."""
@@ -60,61 +63,7 @@ def check_settings(rho: float = 0.05, eps: float = 1e-12, perturbation: str = "l
     )
 
 
-def check_base_optimizer(optimizer_class: type) -> None:
-    """Check that SAM can wrap optimizers of this class: they must step without a closure.
-
-    Args:
-        optimizer_class: the base optimizer's class, e.g. ``torch.optim.SGD``.
-
-    Raises:
-        ConfigError: for a class that is not a ``torch.optim.Optimizer``, or one that evaluates
-            the loss itself (LBFGS, SAM, any ``step(closure)`` without a default).
-    """
-    name = f"{optimizer_class.__module__}.{optimizer_class.__qualname__}"
-    require(
-        issubclass(optimizer_class, Optimizer),
-        "optim.base_optimizer",
-        name,
-        "a torch.optim.Optimizer class or partial, e.g. torch.optim.SGD",
-    )
-    require(
-        not _needs_closure(optimizer_class),
-        "optim.base_optimizer",
-        name,
-        "an optimizer that steps without a closure, e.g. torch.optim.SGD (LBFGS and SAM "
-        "evaluate the loss themselves, so SAM cannot wrap them)",
-    )
-
-
-@contextmanager
-def bn_frozen(module: nn.Module) -> Iterator[None]:
-    """Keep the running statistics of every normalisation layer of ``module`` as they are.
-
-    Inside the block, BatchNorm layers in training mode still normalise with the statistics of
-    the current batch; on exit ``running_mean``, ``running_var`` and ``num_batches_tracked`` of
-    every BatchNorm (and InstanceNorm with running statistics) are copied back, bit for bit.
-
-    Args:
-        module: the network.
-
-    Yields:
-        None.
-    """
-    saved = [
-        (layer, {name: buffer.clone() for name, buffer in layer.named_buffers(recurse=False)})
-        for layer in module.modules()
-        if isinstance(layer, _NormBase)
-    ]
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for layer, buffers in saved:
-                for name, value in buffers.items():
-                    getattr(layer, name).copy_(value)
-
-
-class SAM(Optimizer):
+class SAM(ClosureOptimizer):
     """Minimise the worst loss in a ``rho``-ball: ascend to ``w + e``, then descend from ``w``.
 
     One `step` calls the closure at ``w`` (gradient ``g``), moves to ``w + e`` with
@@ -151,6 +100,18 @@ class SAM(Optimizer):
             optimizer that needs a closure itself.
     """
 
+    requirements: ClassVar[ClosureRequirements] = ClosureRequirements(
+        name="SAM",
+        check_settings=check_settings,
+        closure_calls="twice",
+        same_batch="both passes of a step",
+    )
+
+    _transient: ClassVar[tuple[str, ...]] = ("_module", "_no_sync")
+
+    _no_sync: Callable[[], AbstractContextManager[Any]] | None
+    """Skips DDP's gradient all-reduce for the first pass (see `connect`)."""
+
     in_second_pass: bool = False
     """True while the closure runs at the perturbed weights (metrics should not be logged)."""
 
@@ -165,27 +126,11 @@ class SAM(Optimizer):
         **base_kwargs: Any,
     ) -> None:
         check_settings(rho, eps, perturbation)
-        optimizer_class = _factory_class(base_optimizer)
-        if optimizer_class is not None:
-            check_base_optimizer(optimizer_class)
-        super().__init__(params, {})
-        self.base_optimizer = base_optimizer(self.param_groups, **base_kwargs)
-        if not isinstance(self.base_optimizer, Optimizer):
-            raise ConfigError(
-                f"optim.base_optimizer: got a factory returning "
-                f"{type(self.base_optimizer).__name__}; expected a torch.optim.Optimizer"
-            )
-        check_base_optimizer(type(self.base_optimizer))
-        self.param_groups = self.base_optimizer.param_groups
-        self.state = self.base_optimizer.state
-        self.defaults = self.base_optimizer.defaults
+        super().__init__(params, base_optimizer, **base_kwargs)
         self.rho = float(rho)
         self.adaptive = bool(adaptive)
         self.eps = float(eps)
         self.perturbation: Perturbation = perturbation
-        self.in_second_pass = False
-        self._module: nn.Module | None = None
-        self._no_sync: Callable[[], AbstractContextManager[Any]] | None = None
 
     def connect(
         self,
@@ -218,11 +163,7 @@ class SAM(Optimizer):
             RuntimeError: without a closure (e.g. fp16 loss scaling, which steps without one),
                 or with ``perturbation="local"`` under torch.distributed and no ``no_sync``.
         """
-        if closure is None:
-            raise RuntimeError(
-                "SAM.step needs a closure that recomputes the loss and gradients; fp16 loss "
-                "scaling (precision=16-mixed) steps without one, use 32-true or bf16-mixed"
-            )
+        closure = self._require_closure(closure)
         with torch.enable_grad(), self._first_pass_context():
             loss = closure()
         saved = self._ascend()
@@ -230,53 +171,13 @@ class SAM(Optimizer):
             return loss
         self.in_second_pass = True
         try:
-            frozen = nullcontext() if self._module is None else bn_frozen(self._module)
-            with torch.enable_grad(), frozen:
+            with torch.enable_grad(), self._statistics_frozen():
                 closure()
         finally:
             self.in_second_pass = False
-            with torch.no_grad():
-                for param, weights in saved:
-                    param.copy_(weights)
+            self._restore(saved)
         self.base_optimizer.step()
         return loss
-
-    @override
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load the base optimizer's state and keep sharing its groups and state.
-
-        Args:
-            state_dict: as returned by `state_dict`.
-        """
-        self.base_optimizer.load_state_dict(state_dict)
-        self.param_groups = self.base_optimizer.param_groups
-        self.state = self.base_optimizer.state
-
-    @override
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a parameter group to the base optimizer (and so to SAM, which shares its groups).
-
-        Args:
-            param_group: the group, with ``params`` and optional hyperparameters.
-        """
-        base = self.__dict__.get("base_optimizer")
-        if base is None:  # Optimizer.__init__ building SAM's own groups
-            super().add_param_group(param_group)
-        else:
-            base.add_param_group(param_group)
-
-    @override
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state.pop("_module", None)
-        state.pop("_no_sync", None)
-        return state
-
-    @override
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        self._module = None
-        self._no_sync = None
 
     def _first_pass_context(self) -> AbstractContextManager[Any]:
         if self.perturbation == "synchronized":
@@ -297,7 +198,7 @@ class SAM(Optimizer):
     @torch.no_grad()
     def _ascend(self) -> list[tuple[Tensor, Tensor]]:
         """Move every parameter with a gradient to ``w + e``; return ``(param, w)`` pairs."""
-        params = [p for group in self.param_groups for p in group["params"] if p.grad is not None]
+        params = self._params_with_grad()
         if not params:
             return []
         scales = [p.abs() + ASAM_ETA if self.adaptive else None for p in params]
@@ -313,23 +214,6 @@ class SAM(Optimizer):
             saved.append((p, p.detach().clone()))
             p.add_(step.to(p.dtype))
         return saved
-
-
-def _factory_class(factory: Any) -> type | None:
-    """Return the class a factory builds (unwrapping partials), or None when it is unknown."""
-    while isinstance(factory, partial):
-        factory = factory.func
-    return factory if isinstance(factory, type) else None
-
-
-def _needs_closure(optimizer_class: type) -> bool:
-    if issubclass(optimizer_class, (LBFGS, SAM)):
-        return True
-    try:
-        closure = inspect.signature(optimizer_class.step).parameters.get("closure")
-    except (TypeError, ValueError):
-        return False
-    return closure is not None and closure.default is inspect.Parameter.empty
 
 
 __all__ = ["ASAM_ETA", "SAM", "Perturbation", "bn_frozen", "check_base_optimizer", "check_settings"]
