@@ -1,5 +1,6 @@
 """The training hinges end to end through lsuite-train: resume after SIGKILL, init_from children."""
 
+import csv
 import json
 import signal
 import sys
@@ -41,6 +42,11 @@ def run_cli(args, cwd, timeout=300):
 def weights(path):
     state = torch.load(path, map_location="cpu", weights_only=True)
     return state.get("state_dict", state), state.get("global_step")
+
+
+def csv_rows(run_dir):
+    with (run_dir / "csv" / "metrics.csv").open(newline="") as file:
+        return [{k: v for k, v in row.items() if v != ""} for row in csv.DictReader(file)]
 
 
 def records(run_dir):
@@ -87,6 +93,11 @@ def test_sigkill_then_resume_auto_equals_an_uninterrupted_run(whole, tmp_path):
     # Every record once, in order, with the uninterrupted run's values.
     assert records(cut) == records(whole)
     assert [r[0] for r in records(whole)] == [4, 6, 8, 12]
+    # The CSV log too: the first part's rows kept (Lightning's CSVLogger deleted them), the
+    # killed steps after its checkpoint logged once, by the resumed part. Probe scalars the
+    # killed part had not flushed (step 8) are in the records above, not logged again.
+    assert [r for r in csv_rows(cut)] == [r for r in csv_rows(whole) if r["step"] != "8"]
+    assert {r["epoch"] for r in csv_rows(whole) if r.get("train/loss_epoch")} == {"0", "1"}
 
 
 @pytest.mark.slow
