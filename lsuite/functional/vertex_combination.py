@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from lsuite.functional.flat_combination import add_rows
 from lsuite.functional.params import Params
 
 
@@ -90,7 +91,7 @@ def cosine_squared(points: Tensor, i: int, j: int) -> tuple[Tensor, Tensor]:
 def combine_vertices(
     weight_vertices: Tensor,
     other_vertices: Tensor,
-    weights: Tensor,
+    weights: Tensor | Sequence[float],
     layout: VertexLayout,
     pair: tuple[int, int] | None = None,
 ) -> tuple[Params, tuple[Tensor, Tensor] | None]:
@@ -105,35 +106,38 @@ def combine_vertices(
         weight_vertices: ``(K, P_w)``, the first part.
         other_vertices: ``(K, P - P_w)``, the second part.
         weights: ``(G, K)`` barycentric weights, in the vertices' dtype and device (not
-            differentiated).
+            differentiated), or, for one point (``G = 1``), ``K`` Python floats: each part is
+            then ``K`` elementwise operations rather than a ``(K,) @ (K, P)`` product (slower
+            for small ``K`` on a CPU), equal to it to rounding.
         layout: where each tensor lies.
         pair: two vertices whose weight rows' cosine is returned too, or None.
 
     Returns:
         The parameters by name (`VertexLayout.names` order), and ``(cos^2, cos)`` (0-dim) for a
         pair, else None.
+
+    Raises:
+        ValueError: for float weights not one per vertex, or with a layout of several groups.
     """
     pair_args = (-1, -1) if pair is None else (int(pair[0]), int(pair[1]))
+    if not isinstance(weights, Tensor):
+        weights = tuple(float(w) for w in weights)
+        if layout.num_groups != 1 or len(weights) != weight_vertices.shape[0]:
+            raise ValueError(
+                f"weights: got {len(weights)} floats; expected one per vertex "
+                f"({weight_vertices.shape[0]}) and a layout of one group ({layout.num_groups})"
+            )
     outputs = _Combination.apply(weight_vertices, other_vertices, weights, layout, *pair_args)
     count = len(layout.names)
     params = dict(zip(layout.names, outputs[:count], strict=True))
     return params, (None if pair is None else (outputs[count], outputs[count + 1]))
 
 
-@functools.lru_cache(maxsize=256)
-def _pair_index(k: int, i: int, j: int, device: torch.device) -> tuple[Tensor, Tensor]:
-    """The flat ``(K * K)`` positions of ``(i, j), (i, i), (j, j)`` and of the 4 entries of S."""
-    read = torch.tensor([i * k + j, i * k + i, j * k + j], device=device)
-    write = torch.tensor([i * k + i, i * k + j, j * k + i, j * k + j], device=device)
-    return read, write
-
-
 def _cosine_forward(points: Tensor, i: int, j: int) -> tuple[Tensor, Tensor, Tensor]:
     """Return ``cos^2``, ``cos`` and the 4 coefficients of the gradient's matrix ``S / s``."""
-    k = points.shape[0]
-    read, _ = _pair_index(k, i, j, points.device)
-    gram = (points @ points.T).flatten()
-    ab, aa, bb = gram[read].unbind()
+    u, v = points[i], points[j]
+    # three dot products: a (K, P) @ (P, K) Gram product is ~20x slower on a CPU for K = 2
+    ab, aa, bb = u @ v, u @ u, v @ v
     inverse_norms = torch.rsqrt(aa * bb)
     cosine = ab * inverse_norms
     # the entries (i, i), (i, j), (j, i), (j, j) of S / s
@@ -141,36 +145,35 @@ def _cosine_forward(points: Tensor, i: int, j: int) -> tuple[Tensor, Tensor, Ten
     return cosine * cosine, cosine, coefficients
 
 
-def _cosine_gradient(
+def _add_cosine_gradient(
+    out: Tensor,
     points: Tensor,
     pair: tuple[int, int],
     cosine: Tensor,
     coefficients: Tensor,
     grad_square: Tensor | None,
     grad_cosine: Tensor | None,
-) -> Tensor:
-    """Return the ``(K, P)`` gradient ``S @ points`` of a function of ``(cos^2, cos)``.
+) -> None:
+    """Add the ``(K, P)`` gradient ``S @ points`` of a function of ``(cos^2, cos)`` to ``out``.
 
     With ``G = V V^T`` and ``c = G_ij / sqrt(G_ii G_jj)``, the gradient of a function of ``c`` is
     ``S V`` for the ``(K, K)`` matrix ``S`` that is zero but for ``S_ii = -s c / G_ii``,
     ``S_ij = S_ji = s / sqrt(G_ii G_jj)`` and ``S_jj = -s c / G_jj`` (``s``: its derivative in
-    ``c``): one product with the vertices, not autograd's chain of row selections.
+    ``c``): only rows ``i`` and ``j`` change, each by two scaled vertices (four elementwise
+    operations, not autograd's chain of row selections, nor a slow ``(K, K) @ (K, P)`` product).
     """
     zero = torch.zeros_like(cosine)
     grad_square = zero if grad_square is None else grad_square
     grad_cosine = zero if grad_cosine is None else grad_cosine
     scale = torch.addcmul(grad_cosine, cosine, grad_square, value=2)
-    k = points.shape[0]
-    if k == 2 and pair == (0, 1):  # S's entries are the 4 coefficients, in order
-        return (scale * coefficients).view(2, 2) @ points
-    _, write = _pair_index(k, pair[0], pair[1], points.device)
-    matrix = torch.zeros(k * k, dtype=points.dtype, device=points.device)
-    matrix[write] = scale * coefficients
-    return matrix.view(k, k) @ points
+    s_ii, s_ij, s_ji, s_jj = (scale * coefficients).unbind()
+    (i, j), u, v = pair, points[pair[0]], points[pair[1]]
+    out[i].addcmul_(u, s_ii).addcmul_(v, s_ij)
+    out[j].addcmul_(u, s_ji).addcmul_(v, s_jj)
 
 
 class _Cosine(torch.autograd.Function):
-    """``(cos^2, cos)`` of two rows of a matrix, in few operations (see `_cosine_gradient`)."""
+    """``(cos^2, cos)`` of two rows of a matrix, in few operations (see `_add_cosine_gradient`)."""
 
     @staticmethod
     def forward(points: Tensor, i: int, j: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -187,7 +190,8 @@ class _Cosine(torch.autograd.Function):
     @once_differentiable  # no second derivatives (nothing in lsuite takes them of the loss)
     def backward(ctx: Any, grad_square: Tensor, grad_cosine: Tensor, _: Tensor) -> tuple:
         points, cosine, coefficients = ctx.saved_tensors
-        grad = _cosine_gradient(points, ctx.pair, cosine, coefficients, grad_square, grad_cosine)
+        grad = torch.zeros_like(points)
+        _add_cosine_gradient(grad, points, ctx.pair, cosine, coefficients, grad_square, grad_cosine)
         return grad, None, None
 
 
@@ -199,13 +203,14 @@ class _Combination(torch.autograd.Function):
         ctx: Any,
         weight_vertices: Tensor,
         other_vertices: Tensor,
-        weights: Tensor,
+        weights: Tensor | tuple[float, ...],
         layout: VertexLayout,
         i: int,
         j: int,
     ) -> tuple[Tensor, ...]:
         outputs: list[Tensor] = []
-        row = weights[0]
+        floats = not isinstance(weights, Tensor)
+        row = weights if floats else weights[0]
         for part, entries, sizes in zip(
             (weight_vertices, other_vertices), layout.parts, layout.sizes, strict=True
         ):
@@ -213,7 +218,8 @@ class _Combination(torch.autograd.Function):
                 continue
             if layout.num_groups == 1:
                 # (K,) @ (K, P_part): the product autograd's expression computes, then views
-                chunks = torch.split(row @ part, sizes)
+                flat = add_rows(part, row) if floats else row @ part
+                chunks = torch.split(flat, sizes)
                 outputs.extend(c.view(e.shape) for c, e in zip(chunks, entries, strict=True))
             else:
                 outputs.extend(
@@ -221,11 +227,13 @@ class _Combination(torch.autograd.Function):
                 )
         ctx.layout, ctx.pair = layout, (i, j)
         ctx.set_materialize_grads(False)
+        ctx.weights = weights if floats else None
+        saved = (weight_vertices,) if floats else (weights,)  # a placeholder for float weights
         if i < 0:
-            ctx.save_for_backward(weights)
+            ctx.save_for_backward(*saved)
             return tuple(outputs)
         square, cosine, coefficients = _cosine_forward(weight_vertices, i, j)
-        ctx.save_for_backward(weights, weight_vertices, cosine, coefficients)
+        ctx.save_for_backward(*saved, weight_vertices, cosine, coefficients)
         return (*outputs, square, cosine)
 
     @staticmethod
@@ -233,6 +241,9 @@ class _Combination(torch.autograd.Function):
     def backward(ctx: Any, *grads: Tensor | None) -> tuple:
         layout: VertexLayout = ctx.layout
         weights = ctx.saved_tensors[0]
+        if ctx.weights is not None:
+            weights = torch.tensor(ctx.weights, dtype=weights.dtype, device=weights.device)
+            weights = weights.unsqueeze(0)  # (1, K)
         grad_parts: list[Tensor] = []
         offset = 0
         column = weights.unsqueeze(2)  # (G, K, 1)
@@ -246,9 +257,8 @@ class _Combination(torch.autograd.Function):
         if ctx.pair[0] >= 0 and (grads[offset] is not None or grads[offset + 1] is not None):
             _, points, cosine, coefficients = ctx.saved_tensors
             square, cos = grads[offset], grads[offset + 1]
-            grad_parts[0].add_(
-                _cosine_gradient(points, ctx.pair, cosine, coefficients, square, cos)
-            )
+            # grad_parts[0] is a fresh product or concatenation: added to in place
+            _add_cosine_gradient(grad_parts[0], points, ctx.pair, cosine, coefficients, square, cos)
         return grad_parts[0], grad_parts[1], None, None, None, None
 
 

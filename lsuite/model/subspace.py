@@ -19,6 +19,7 @@ from typing_extensions import override
 from lsuite.errors import ConfigError, require
 from lsuite.functional.params import Params
 from lsuite.functional.simplex_draws import sample_simplex as sample_simplex  # re-exported
+from lsuite.functional.simplex_draws import sample_simplex_point
 from lsuite.functional.vertex_combination import (
     VertexEntry,
     VertexLayout,
@@ -151,7 +152,7 @@ class Subspace(Classifier):
         # 18 of the first 22 alphas above 0.5); Python's seeding scrambles the seed first.
         self.generator = torch.Generator().manual_seed(random.Random(int(seed)).getrandbits(63))
         self.evaluation: list[dict[str, Any]] = []
-        self._draw: tuple[Tensor, tuple[int, int]] | None = None
+        self._draw: tuple[Tensor | list[float], tuple[int, int]] | None = None
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
 
     def _layout(self, num_groups: int) -> VertexLayout:
@@ -189,9 +190,14 @@ class Subspace(Classifier):
         return self._combine(weights)[0]
 
     def _combine(
-        self, weights: Tensor, pair: tuple[int, int] | None = None
+        self, weights: Tensor | list[float], pair: tuple[int, int] | None = None
     ) -> tuple[Params, tuple[Tensor, Tensor] | None]:
         """Return the parameters at ``weights`` and, for a ``pair``, its ``(cos^2, cos)``."""
+        if isinstance(weights, list):  # one point's K floats (a training draw)
+            layout = self._layouts[1]
+            return combine_vertices(
+                self.weight_vertices, self.other_vertices, weights, layout, pair
+            )
         weights = weights.reshape(-1, self.num_vertices).to(self.weight_vertices)
         layout = self._layouts.get(weights.shape[0])
         if layout is None:  # not require(): its message would be formatted at every step
@@ -313,8 +319,13 @@ class Subspace(Classifier):
         """Return a copy of the network at the midpoint (what the probes measure)."""
         return network_at(self.net, {n: p.detach() for n, p in self.midpoint().items()})
 
-    def _next_draw(self) -> tuple[Tensor, tuple[int, int]]:
-        weights = sample_simplex(self.num_vertices, self.num_groups, self.generator)
+    def _next_draw(self) -> tuple[Tensor | list[float], tuple[int, int]]:
+        # one point: Python floats (the same draws, no tensor operations in the step)
+        weights = (
+            sample_simplex(self.num_vertices, self.num_groups, self.generator)
+            if self.layerwise
+            else sample_simplex_point(self.num_vertices, self.generator)
+        )
         if self.num_vertices == 2:
             return weights, (0, 1)
         pair = torch.randperm(self.num_vertices, generator=self.generator)[:2].tolist()

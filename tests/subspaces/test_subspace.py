@@ -10,6 +10,7 @@ from torch import nn
 from torch.func import functional_call
 
 from lsuite.errors import ConfigError
+from lsuite.functional.simplex_draws import sample_simplex_point
 from lsuite.model.mlp import MLP
 from lsuite.model.subspace import (
     Subspace,
@@ -24,6 +25,15 @@ def _module(net=None, **kwargs):
     module = Subspace(net, partial(torch.optim.SGD, lr=0.1), num_classes=3, **kwargs)
     module.log = lambda *args, **kw: None  # no Trainer here
     return module
+
+
+@pytest.mark.parametrize("num_vertices", [2, 3, 5])
+def test_a_training_draw_is_sample_simplex_in_floats(num_vertices):
+    first, second = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    for _ in range(50):
+        expected = sample_simplex(num_vertices, 1, first)[0]
+        drawn = torch.tensor(sample_simplex_point(num_vertices, second), dtype=torch.float64)
+        torch.testing.assert_close(drawn, expected, rtol=0, atol=1e-15)
 
 
 def test_sample_simplex_is_uniform_on_the_simplex():
@@ -127,7 +137,7 @@ def test_training_step_adds_the_regulariser_and_draws_a_point_per_step():
     torch.testing.assert_close(objective, F.cross_entropy(logits, batch[1]) + 2.0 * cos2)
     assert module.weight_names == ["hidden.0.weight", "hidden.1.weight", "head.weight"]
     module.training_step(batch, 1)
-    assert not torch.equal(module._draw[0], weights)
+    assert module._draw[0] != weights  # one point's K floats
     # a SAM second pass evaluates the same point as the first
     drawn = module._draw
     module.should_log_training_step = lambda: False
@@ -226,6 +236,7 @@ def test_training_gradient_equals_autograd_of_the_objective(kwargs):
     batch = (torch.randn(8, 6, dtype=torch.float64), torch.randint(0, 3, (8,)))
     module.training_step(batch, 0).backward()
     weights, (i, j) = module._draw
+    weights = torch.as_tensor(weights, dtype=torch.float64).reshape(-1, module.num_vertices)
     vertices = module.vertices.detach().requires_grad_()
     params = {
         n: (weights[module.groups[n]].double() @ vertices[:, a:b]).view(module._like[n].shape)

@@ -84,6 +84,37 @@ def test_values_and_gradients_equal_autograds_expression(case):
     torch.testing.assert_close(o_grad, ref_o, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if c["groups"] == 1], ids=lambda c: f"k={c['k']}"
+)
+def test_float_weights_equal_tensor_weights(case):
+    k, layout, pair = case["k"], _layout(1), case["pair"]
+    g = torch.Generator().manual_seed(2)
+    weights = torch.rand(1, k, generator=g, dtype=torch.float64)
+    weights = weights / weights.sum()
+    upstream = {n: torch.randn(s, generator=g, dtype=torch.float64) for n, s in SHAPES.items()}
+    results = []
+    for given in (weights, weights[0].tolist()):
+        w, o = _vertices(k)
+        params, cos = combine_vertices(w, o, given, layout, pair)
+        total = sum((params[n] * upstream[n]).sum() for n in SHAPES)
+        if cos is not None:
+            total = total + cos[0] - 2 * cos[1]
+        total.backward()
+        results.append((params, cos, w.grad, o.grad))
+    (params, cos, w_grad, o_grad), (by_float, cos_float, w_float, o_float) = results
+    for n in SHAPES:
+        torch.testing.assert_close(by_float[n], params[n], rtol=1e-15, atol=1e-15)
+    if pair is not None:
+        assert torch.equal(cos_float[0], cos[0]) and torch.equal(cos_float[1], cos[1])
+    torch.testing.assert_close(w_float, w_grad, rtol=1e-15, atol=1e-15)
+    torch.testing.assert_close(o_float, o_grad, rtol=1e-15, atol=1e-15)
+    with pytest.raises(ValueError, match=r"^weights: got 1 floats; expected one per vertex"):
+        combine_vertices(w, o, [1.0], layout, pair)
+    with pytest.raises(ValueError, match=r"a layout of one group \(2\)"):
+        combine_vertices(w, o, weights[0].tolist(), _layout(2), pair)
+
+
 def test_unused_outputs_have_zero_gradient():
     w, o = _vertices(3)
     weights = torch.tensor([[0.2, 0.3, 0.5]], dtype=torch.float64)
