@@ -5,7 +5,6 @@ Wortsman, Horton, Guestrin, Farhadi and Rastegari 2021, "Learning neural network
 
 from __future__ import annotations
 
-import itertools
 import random
 from collections.abc import Mapping
 from typing import Any
@@ -20,12 +19,8 @@ from lsuite.errors import ConfigError, require
 from lsuite.functional.params import Params
 from lsuite.functional.simplex_draws import sample_simplex as sample_simplex  # re-exported
 from lsuite.functional.simplex_draws import sample_simplex_point
-from lsuite.functional.vertex_combination import (
-    VertexEntry,
-    VertexLayout,
-    combine_vertices,
-    cosine_squared,
-)
+from lsuite.functional.vertex_combination import combine_vertices, cosine_squared
+from lsuite.functional.vertex_layout import shuffled_vertices, vertex_columns
 from lsuite.model.classifier import Classifier, OptimizerFactory, SchedulerFactory
 from lsuite.model.point_batch_norm import (
     first_training_batches,
@@ -127,51 +122,24 @@ class Subspace(Classifier):
         self._call = ParameterBinding(self.net)
         base = strip_parameters(self.net)
         require(len(base) > 0, "net", type(net).__name__, "a network with parameters")
-        # Vertices flattened into rows, the weights (tensors of 2 or more dimensions, those the
-        # regulariser sees) first.
-        weights = [n for n, p in base.items() if p.ndim >= 2] or list(base)
-        self.names = weights + [n for n in base if n not in weights]
-        self.weight_names = weights
-        self._other_names = self.names[len(weights) :]
-        self._like = {n: torch.empty(base[n].shape, device="meta") for n in self.names}
-        offsets = itertools.accumulate((base[n].numel() for n in self.names), initial=0)
-        bounds = list(offsets)
-        self._slices = {n: (bounds[k], bounds[k + 1]) for k, n in enumerate(self.names)}
-        self._num_weights = self._slices[weights[-1]][1]
-        first = torch.cat([base[n].flatten() for n in self.names])
-        initial = self._initial_vertices(first, base)
+        # Vertices flattened into rows, the weights (those the regulariser sees) first.
+        columns = vertex_columns({n: p.shape for n, p in base.items()}, self.layerwise)
+        self.names, self.weight_names = list(columns.names), columns.weight_names
+        self._like = {n: torch.empty(columns.shapes[n], device="meta") for n in self.names}
+        self._slices, self._num_weights = columns.slices, columns.num_weights
+        self.groups, self.num_groups = columns.groups, columns.num_groups
+        self._layouts = {g: columns.layout(g) for g in {1, self.num_groups}}
+        initial = shuffled_vertices(base, self.names, num_vertices)
         # Two parameters, so the regulariser reads a whole tensor (a slice's backward costs a
         # copy of all vertices): the weights' (K, P_w) and the rest's (K, P - P_w).
         self.weight_vertices = nn.Parameter(initial[:, : self._num_weights].clone())
         self.other_vertices = nn.Parameter(initial[:, self._num_weights :].clone())
-        owners = list(dict.fromkeys(n.rpartition(".")[0] for n in base))
-        self.groups = {n: owners.index(n.rpartition(".")[0]) if layerwise else 0 for n in base}
-        self.num_groups = len(owners) if layerwise else 1
-        self._layouts = {g: self._layout(g) for g in {1, self.num_groups}}
         # torch's Mersenne Twister seeded with a small int gives correlated first draws (seed 0:
         # 18 of the first 22 alphas above 0.5); Python's seeding scrambles the seed first.
         self.generator = torch.Generator().manual_seed(random.Random(int(seed)).getrandbits(63))
         self.evaluation: list[dict[str, Any]] = []
         self._draw: tuple[Tensor | list[float], tuple[int, int]] | None = None
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
-
-    def _layout(self, num_groups: int) -> VertexLayout:
-        parts = []
-        for names, offset in ((self.weight_names, 0), (self._other_names, self._num_weights)):
-            entries = []
-            for n in names:
-                a, b = self._slices[n]
-                group = self.groups[n] if num_groups > 1 else 0
-                entries.append(VertexEntry(n, a - offset, b - offset, self._like[n].shape, group))
-            parts.append(tuple(entries))
-        return VertexLayout((parts[0], parts[1]), num_groups)
-
-    def _initial_vertices(self, first: Tensor, base: Params) -> Tensor:
-        rows = [first]
-        for _ in range(self.num_vertices - 1):
-            shuffled = [base[n].flatten()[torch.randperm(base[n].numel())] for n in self.names]
-            rows.append(torch.cat(shuffled))
-        return torch.stack(rows)
 
     @property
     def vertices(self) -> Tensor:
