@@ -92,7 +92,7 @@ class _RowCombination(torch.autograd.Function):
         sizes = [s.numel() for s in shapes]
         ctx.shapes, ctx.weights = shapes, weights
         ctx.set_materialize_grads(False)
-        return tuple(c.view(s) for c, s in zip(torch.split(flat, sizes), shapes, strict=True))
+        return tuple(c.view(s) for c, s in zip(flat.split_with_sizes(sizes), shapes, strict=True))
 
     @staticmethod
     @once_differentiable  # no second derivatives (nothing in lsuite takes them of the loss)

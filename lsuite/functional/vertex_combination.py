@@ -219,7 +219,7 @@ class _Combination(torch.autograd.Function):
             if layout.num_groups == 1:
                 # (K,) @ (K, P_part): the product autograd's expression computes, then views
                 flat = add_rows(part, row) if floats else row @ part
-                chunks = torch.split(flat, sizes)
+                chunks = flat.split_with_sizes(sizes)
                 outputs.extend(c.view(e.shape) for c, e in zip(chunks, entries, strict=True))
             else:
                 outputs.extend(
