@@ -159,7 +159,11 @@ class _Point(torch.autograd.Function):
     ) -> tuple[Tensor, ...]:
         ctx.projection, ctx.shapes = projection, shapes
         ctx.set_materialize_grads(False)
-        chunks = torch.split(flat_w0 + projection(z), sizes)
+        # autograd is off in here: P z without Fastfood's own node, w0 added to the fresh
+        # tensor in place (one (D,) tensor fewer per step) unless it promotes the dtype
+        delta = projection(z, node=False)
+        same = delta.dtype == torch.promote_types(delta.dtype, flat_w0.dtype)
+        chunks = torch.split(delta.add_(flat_w0) if same else flat_w0 + delta, sizes)
         return tuple(c.view(shape) for c, shape in zip(chunks, shapes, strict=True))
 
     @staticmethod
@@ -171,4 +175,5 @@ class _Point(torch.autograd.Function):
                 for g, shape in zip(grads, ctx.shapes, strict=True)
             ]
         )
-        return ctx.projection.transpose(flat), None, None, None, None
+        # create_graph: the gradient must be differentiable again (through Fastfood's node)
+        return ctx.projection.transpose(flat, node=torch.is_grad_enabled()), None, None, None, None

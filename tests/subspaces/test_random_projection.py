@@ -59,6 +59,19 @@ def test_transpose_is_the_matrix_transpose(kind, per_layer):
     torch.testing.assert_close(projection.transpose(y), expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("per_layer", [False, True], ids=["one block", "per layer"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_without_the_node_same_values_and_inputs_untouched(kind, per_layer):
+    # node=False (the body of RandomSubspace's own autograd node) multiplies in place: only
+    # its own intermediates, never the input
+    projection = RandomProjection(kind, [40, 9, 15], 7, seed=2, per_layer=per_layer)
+    z, y = torch.randn(7, dtype=torch.float64), torch.randn(64, dtype=torch.float64)
+    z0, y0 = z.clone(), y.clone()
+    assert torch.equal(projection(z, node=False), projection(z))
+    assert torch.equal(projection.transpose(y, node=False), projection.transpose(y))
+    assert torch.equal(z, z0) and torch.equal(y, y0)
+
+
 def test_bad_arguments_are_config_errors():
     with pytest.raises(ConfigError, match="projection: got 'gauss'"):
         RandomProjection("gauss", [10], 2, seed=0)

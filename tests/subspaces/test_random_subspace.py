@@ -81,6 +81,31 @@ def test_gradient_reaches_z_through_p():
     assert all(p.grad is None for p in module.net.parameters())
 
 
+@pytest.mark.parametrize("projection", ["dense", "fastfood"])
+def test_second_derivative_in_z_equals_the_explicit_map(projection):
+    # the point's node skips Fastfood's own node in its forward and first-order backward;
+    # with create_graph its gradient must still be differentiable: compare with w0 + P z by hand
+    module = RandomSubspace(
+        _net(), partial(torch.optim.SGD, lr=0.1), 3, dim=5, projection=projection
+    ).double()
+    z = torch.randn(5, dtype=torch.float64)
+    module.z.data = z.clone()
+    p = module.projection.matrix()
+    _, w0 = module.initial_weights()
+
+    def loss_of(weights):
+        return sum(torch.sin(w).pow(2).sum() for w in weights)
+
+    grad = torch.autograd.grad(loss_of(module.point().values()), module.z, create_graph=True)[0]
+    hvp = torch.autograd.grad(grad.pow(2).sum(), module.z)[0]
+    z_ = z.clone().requires_grad_(True)
+    flat = w0.detach() + p @ z_
+    grad_ = torch.autograd.grad(loss_of([flat]), z_, create_graph=True)[0]
+    hvp_ = torch.autograd.grad(grad_.pow(2).sum(), z_)[0]
+    torch.testing.assert_close(grad, grad_, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(hvp, hvp_, rtol=1e-10, atol=1e-12)
+
+
 def test_probe_network_is_the_network_at_the_point():
     module = RandomSubspace(_net(), partial(torch.optim.SGD, lr=0.1), 3, dim=3)
     module.z.data = torch.ones(3)
