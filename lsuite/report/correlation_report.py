@@ -118,8 +118,9 @@ def write_correlation(
     section = Section(
         f"Correlation with {target}",
         [
-            f"{title[0].upper()}{title[1:]}. The {len(shown)} strongest of {len(rows)} measures by |tau|; every measure "
-            f"and the tau per swept key: [{stem}.md]({stem}.md), `{stem}.csv`.",
+            f"{title[0].upper()}{title[1:]}. The {len(shown)} strongest of {len(rows)} "
+            f"measures by |tau|; every measure and the tau per swept key: "
+            f"[{stem}.md]({stem}.md), `{stem}.csv`.",
         ],
         items=[
             f"left out, {why}: {len(names)} runs (named in `{stem}.md`)"
