@@ -210,8 +210,8 @@ def fastfood_no_grad(z: Tensor, factors: FastfoodFactors) -> Tensor:
         factors: from `fastfood_factors`, on ``z``'s device and in its dtype.
 
     Returns:
-        ``(..., D)``, a fresh tensor (the intermediates are multiplied in place, so with
-        autograd on, use `fastfood`).
+        ``(..., D)``, a fresh tensor (with autograd on, one graph node per operation;
+        `fastfood` is one node).
     """
     block = _block(z.shape[-1])
     # z is zero past its first d entries, so H (B z) is H_m (B z)[:m] repeated L / m times (m:
