@@ -7,7 +7,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
+from batch_norm_net import BatchNormNet
 from torch.func import functional_call
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -15,17 +15,6 @@ import lsuite.model.subspace as subspace_module
 from lsuite.errors import ConfigError
 from lsuite.model.mlp import MLP
 from lsuite.model.subspace import Subspace
-
-
-class _BatchNormNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.first = nn.Linear(5, 6)
-        self.norm = nn.BatchNorm1d(6)
-        self.head = nn.Linear(6, 3)
-
-    def forward(self, x):
-        return self.head(torch.relu(self.norm(self.first(x))))
 
 
 class _Data(pl.LightningDataModule):
@@ -69,7 +58,7 @@ def _hand_statistics(module, weights, data, num_batches):
 
 
 def test_evaluated_points_get_their_own_statistics(tmp_path):
-    module, trainer, data = _fit(tmp_path, _BatchNormNet(), bn_batches=2, eval_points=3)
+    module, trainer, data = _fit(tmp_path, BatchNormNet(), bn_batches=2, eval_points=3)
     shared = {k: v.clone() for k, v in module.net.named_buffers()}
     for weights in ([0.5, 0.5], [1.0, 0.0], [0.2, 0.8]):
         buffers = module.batch_norm_at([torch.tensor(weights)])[0]
@@ -118,4 +107,4 @@ def test_networks_without_batch_norm_are_evaluated_as_before(tmp_path, monkeypat
 
 def test_bn_batches_must_be_a_positive_int():
     with pytest.raises(ConfigError, match="bn_batches: got 0"):
-        Subspace(_BatchNormNet(), partial(torch.optim.SGD, lr=0.1), num_classes=3, bn_batches=0)
+        Subspace(BatchNormNet(), partial(torch.optim.SGD, lr=0.1), num_classes=3, bn_batches=0)

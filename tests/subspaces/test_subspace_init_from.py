@@ -7,8 +7,8 @@ from functools import partial
 
 import pytest
 import torch
+from batch_norm_net import BatchNormNet
 from timed_run import run_timed
-from torch import nn
 
 from lsuite.config.init_from import load_initial_weights
 from lsuite.errors import ConfigError
@@ -20,20 +20,9 @@ from lsuite.model.subspace import Subspace
 SGD = partial(torch.optim.SGD, lr=0.1)
 
 
-class _BatchNormNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.first = nn.Linear(5, 6)
-        self.norm = nn.BatchNorm1d(6)
-        self.head = nn.Linear(6, 3)
-
-    def forward(self, x):
-        return self.head(torch.relu(self.norm(self.first(x))))
-
-
 def _trained_network():
     torch.manual_seed(7)
-    net = _BatchNormNet()
+    net = BatchNormNet()
     with torch.no_grad():
         net.norm.running_mean.add_(0.5)
         net.norm.num_batches_tracked.fill_(3)
@@ -50,7 +39,7 @@ def test_subspace_vertex_zero_takes_the_weights_the_others_keep_their_draws(tmp_
         classifier = Classifier(copy.deepcopy(source), SGD, num_classes=3)
         torch.save({"state_dict": classifier.state_dict(), "global_step": 5}, path)
     torch.manual_seed(0)
-    module = Subspace(_BatchNormNet(), SGD, num_classes=3, num_vertices=3)
+    module = Subspace(BatchNormNet(), SGD, num_classes=3, num_vertices=3)
     before = {n: v.clone() for n, v in module.stacked().items()}
     into = load_initial_weights(module, path)
     assert "vertex 0" in into and "independent" in into
@@ -65,10 +54,10 @@ def test_subspace_vertex_zero_takes_the_weights_the_others_keep_their_draws(tmp_
 
 def test_a_subspace_checkpoint_still_loads_every_vertex(tmp_path):
     torch.manual_seed(1)
-    source = Subspace(_BatchNormNet(), SGD, num_classes=3)
+    source = Subspace(BatchNormNet(), SGD, num_classes=3)
     torch.save({"state_dict": source.state_dict()}, tmp_path / "s.ckpt")
     torch.manual_seed(2)
-    target = Subspace(_BatchNormNet(), SGD, num_classes=3)
+    target = Subspace(BatchNormNet(), SGD, num_classes=3)
     assert load_initial_weights(target, tmp_path / "s.ckpt") is None
     for key, value in source.state_dict().items():
         assert torch.equal(target.state_dict()[key], value), key
@@ -76,7 +65,7 @@ def test_a_subspace_checkpoint_still_loads_every_vertex(tmp_path):
 
 def test_a_network_of_another_architecture_names_the_key(tmp_path):
     torch.save(MLP(input_shape=(5,), num_classes=3, width=4).state_dict(), tmp_path / "o.pt")
-    module = Subspace(_BatchNormNet(), SGD, num_classes=3)
+    module = Subspace(BatchNormNet(), SGD, num_classes=3)
     with pytest.raises(ConfigError, match=r"^init_from: .*o\.pt.* no entry for the model's"):
         load_initial_weights(module, tmp_path / "o.pt")
 
@@ -84,7 +73,7 @@ def test_a_network_of_another_architecture_names_the_key(tmp_path):
 def test_random_subspace_takes_the_weights_as_w0(tmp_path):
     source = _trained_network()
     torch.save(source.state_dict(), tmp_path / "w.pt")
-    module = RandomSubspace(_BatchNormNet(), SGD, num_classes=3, dim=4)
+    module = RandomSubspace(BatchNormNet(), SGD, num_classes=3, dim=4)
     into = load_initial_weights(module, tmp_path / "w.pt")
     assert "w0" in into
     assert not module.z.any()
