@@ -12,7 +12,7 @@ from lsuite.errors import ConfigError
 from lsuite.report.curves import curves_figure
 from lsuite.report.figures import filename, final_figure, save, training_figure
 from lsuite.report.groups import axes, has_seeds, main_key, seed_keys, sort_key
-from lsuite.report.page import Page, Section, write_page
+from lsuite.report.page import Page, Section, Written, write_page
 from lsuite.report.run_table import MAX_METRIC_COLUMNS, groups_table, limit_columns, runs_table
 from lsuite.report.runs import Run, find_runs
 from lsuite.report.summary import field_points, points_rows
@@ -34,8 +34,8 @@ _DETAIL_STAGES = ("train", "val")
 """Final metrics whose figures go on the details page (the summary shows ``test/*``)."""
 
 
-Analyses = Callable[[list[Run], Path], Sequence[Section]]
-"""Extra analyses of a sweep for the summary page: (runs, report directory) -> sections."""
+Analyses = Callable[[list[Run], Path], Written]
+"""Extra analyses of a sweep: (runs, report directory) -> their files, lines and page sections."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,7 @@ class Report:
         index: the summary page (``index.html``).
         x: the key on the x axis of the summary figures (None: nothing swept).
         left_out: reason -> fields left out of the table and figures.
+        analysis: what the ``analyses`` of `report` wrote.
     """
 
     directory: Path
@@ -59,6 +60,7 @@ class Report:
     index: Path | None = None
     x: str | None = None
     left_out: dict[str, list[str]] = field(default_factory=dict)
+    analysis: Written = field(default_factory=lambda: Written([], []))
 
 
 def report(
@@ -87,8 +89,8 @@ def report(
             empty: every field that describes the model.
         x: the swept key on the x axis.
         analyses: called with the runs and the report directory before the pages are written;
-            the sections it returns (``--correlate``, monotonic interpolation) lead the summary
-            page, before the runs table.
+            the sections of what it returns (``--correlate``, monotonic interpolation) lead the
+            summary page, before the runs table; it is kept as `Report.analysis`.
 
     Returns:
         What was written and found.
@@ -166,8 +168,8 @@ def report(
     else:
         table = runs_table(runs, [*keys, *seeds], shown, finals)
     found = notes(runs)
-    analysed = list(analyses(runs, out)) if analyses is not None else []
-    files += [out / name for section in analysed for name in section.figures]  # not stale
+    analysis = analyses(runs, out) if analyses is not None else Written([], [])
+    files += analysis.files  # not stale
     title = sweep_dir.resolve().name
     context = _context(runs, keys, seeds, x, seeded, sweep_dir, bool(fields))
     listed = found + _left_out_notes(left_out, beyond)
@@ -175,7 +177,7 @@ def report(
         f"Sweep report: {title}",
         context,
         [
-            *analysed,
+            *analysis.sections,
             Section("Runs", _table_text(seeded, seeds), table=table),
             *([Section("Notes", items=listed)] if listed else []),
             Section("At the end of training", _figure_text(x, seeded)),
@@ -198,7 +200,7 @@ def report(
     files += write_page(summary, out, "README.md", "index.html")
     files += write_page(details, out, "DETAILS.md", "details.html")
     _remove_stale_figures(out, files)
-    return Report(out, runs, files, found, out / "index.html", x, left_out)
+    return Report(out, runs, files, found, out / "index.html", x, left_out, analysis)
 
 
 _FIGURE_COLUMNS = ["figure", "field", "x_key", "x", "line", "mean", "se", "std", "n"]

@@ -11,9 +11,7 @@ from pathlib import Path
 from lsuite.errors import ConfigError
 from lsuite.report import intrinsic_dim
 from lsuite.report.build import Report, report
-from lsuite.report.correlation_report import Written, add_arguments, write_from_arguments
-from lsuite.report.page import Section
-from lsuite.report.runs import Run
+from lsuite.report.correlation_report import add_arguments, write_from_arguments
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +44,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     add_arguments(parser)  # --correlate, --converged-key, --converged-below, --mli-tolerance
     intrinsic_dim.add_arguments(parser)  # --intrinsic-dim, --intrinsic-metric, ...-baseline
     args = parser.parse_args(argv)
-    written: list[Written] = []
-
-    def analyses(runs: list[Run], out: Path) -> list[Section]:
-        written.append(write_from_arguments(runs, out, args))
-        return written[-1].sections
-
     try:
-        result = report(args.sweep_dir, args.out, fields=args.fields, x=args.x, analyses=analyses)
-        extra = written[0]
+        result = report(
+            args.sweep_dir,
+            args.out,
+            fields=args.fields,
+            x=args.x,
+            analyses=lambda runs, out: write_from_arguments(runs, out, args),
+        )
+        extra = result.analysis
         intrinsic = intrinsic_dim.write_from_arguments(result.runs, result.directory, args)
     except (FileNotFoundError, ConfigError) as error:
         print(f"lsuite-report: error: {error}", file=sys.stderr)

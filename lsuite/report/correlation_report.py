@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from lsuite.report.correlate import (
     select_runs,
 )
 from lsuite.report.mli import TOLERANCE, monotonicity, monotonicity_rows
-from lsuite.report.page import Section, Table
+from lsuite.report.page import Section, Table, Written
 from lsuite.report.page import table as table_cells
 from lsuite.report.runs import Run
 from lsuite.report.table import write_csv
@@ -32,21 +31,6 @@ CONVERGED_BELOW = 0.01
 """Default criterion: the last epoch's mean training cross-entropy below 0.01 (Jiang et al.)."""
 SUMMARY_ROWS = 15
 """Measures the summary page shows (the strongest by |tau|); the Markdown and CSV have all."""
-
-
-@dataclass(frozen=True)
-class Written:
-    """What one part of the report wrote, and what to print.
-
-    Attributes:
-        files: the files written.
-        lines: the summary to print (the table included).
-        sections: what the summary page shows of it.
-    """
-
-    files: list[Path]
-    lines: list[str]
-    sections: list[Section] = field(default_factory=list)
 
 
 def write_correlation(

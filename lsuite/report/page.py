@@ -48,6 +48,21 @@ class Section:
 
 
 @dataclass(frozen=True)
+class Written:
+    """What one part of a report wrote, what to print, and what the summary page shows of it.
+
+    Attributes:
+        files: the files written.
+        lines: the summary to print (the table included).
+        sections: the part's sections on the summary page.
+    """
+
+    files: list[Path]
+    lines: list[str]
+    sections: list[Section] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class Page:
     """A report page.
 
