@@ -3,7 +3,7 @@
 import pytest
 import torch
 from curve_cases import endpoint_files, sgd, tiny_net
-from lightning.pytorch import Trainer
+from quiet_trainer import quiet_trainer
 
 from lsuite.errors import ConfigError
 from lsuite.functional.curves import find_family
@@ -13,18 +13,8 @@ from lsuite.model.simplex import SimplexModule
 
 
 def trainer(tmp_path, **kwargs):
-    return Trainer(
-        max_epochs=1,
-        limit_train_batches=4,
-        limit_val_batches=1,
-        limit_test_batches=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        **kwargs,
-    )
+    batches = {"limit_train_batches": 4, "limit_val_batches": 1, "limit_test_batches": 1}
+    return quiet_trainer(tmp_path, max_epochs=1, **{**batches, **kwargs})
 
 
 def test_curve_trains_its_bend_and_keeps_its_ends(tmp_path, digits):

@@ -4,7 +4,8 @@ import functools
 
 import pytest
 import torch
-from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch import seed_everything
+from quiet_trainer import quiet_trainer
 
 from lsuite.data.mnist1d import MNIST1DDataModule
 from lsuite.model.classifier import Classifier
@@ -15,14 +16,7 @@ CHANNELS = (16, 32)
 
 
 def _trainer(tmp_path, epochs):
-    return Trainer(
-        max_epochs=epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
+    return quiet_trainer(tmp_path, max_epochs=epochs)
 
 
 def _cnn(data):

@@ -9,7 +9,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from lightning.pytorch import Trainer
+from quiet_trainer import quiet_trainer
 from torch.utils.data import DataLoader, TensorDataset
 
 from lsuite.config.build import build_module, call, instantiate
@@ -90,16 +90,8 @@ def test_module_trains_around_every_model(tmp_path, model, module):
     lightning_module = build_module(cfg, data)
     trained = [p for p in lightning_module.parameters() if p.requires_grad]
     before = [p.detach().clone() for p in trained]
-    trainer = Trainer(
-        max_steps=2,
-        limit_val_batches=1,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
+    trainer = quiet_trainer(
+        tmp_path, max_steps=2, limit_val_batches=1, accelerator="cpu", devices=1
     )
     trainer.fit(lightning_module, data.train_dataloader(), data.val_dataloader())
     assert trainer.global_step == 2

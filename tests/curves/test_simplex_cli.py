@@ -11,17 +11,13 @@ import sys
 import pytest
 import torch
 from timed_run import command_env, run_timed
+from tiny_run import TINY_RUN
 
 from lsuite.model.mlp import MLP
 from lsuite.results import jsonl
 
 TINY = [
-    "trainer.max_epochs=2",
-    "trainer.limit_train_batches=3",
-    "trainer.limit_val_batches=1",
-    "trainer.limit_test_batches=1",
-    "model.width=16",
-    "model.depth=1",
+    *TINY_RUN,
     "data.batch_size=32",
     "logger=[csv]",
     "module=simplex",

@@ -9,16 +9,12 @@ import sys
 
 import pytest
 from timed_run import command_env, run_timed
+from tiny_run import TINY_RUN
 
 from lsuite.results import jsonl
 
 QUICK = [
-    "trainer.max_epochs=2",
-    "trainer.limit_train_batches=3",
-    "trainer.limit_val_batches=1",
-    "trainer.limit_test_batches=1",
-    "model.width=16",
-    "model.depth=1",
+    *TINY_RUN,
     "logger=[csv]",
 ]
 

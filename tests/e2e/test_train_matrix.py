@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from timed_run import command_env, run_timed
+from tiny_run import TINY_RUN
 
 from lsuite.results import jsonl
 
@@ -18,12 +19,7 @@ CONF_PROBES = Path(__file__).resolve().parents[2] / "conf" / "probes"
 PROBES = sorted(p.stem for p in CONF_PROBES.glob("*.yaml"))
 
 TINY = [
-    "trainer.max_epochs=2",
-    "trainer.limit_train_batches=3",
-    "trainer.limit_val_batches=1",
-    "trainer.limit_test_batches=1",
-    "model.width=16",
-    "model.depth=1",
+    *TINY_RUN,
     "data.batch_size=32",
 ]
 """2 epochs of 3 steps; the default callbacks, progress bar included, and ``test=true`` stay."""

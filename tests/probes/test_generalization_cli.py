@@ -6,14 +6,10 @@ import sys
 
 import pytest
 from timed_run import run_timed
+from tiny_run import TINY_RUN
 
 TRAIN = [
-    "trainer.max_epochs=2",
-    "trainer.limit_train_batches=3",
-    "trainer.limit_val_batches=1",
-    "trainer.limit_test_batches=1",
-    "model.width=16",
-    "model.depth=1",
+    *TINY_RUN,
     "logger=[csv]",
     "probes=[generalization]",
     "probes.generalization.on_error=raise",

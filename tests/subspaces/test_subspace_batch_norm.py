@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from batch_norm_net import BatchNormNet
+from quiet_trainer import quiet_trainer
 from torch.func import functional_call
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -34,11 +35,9 @@ class _Data(pl.LightningDataModule):
 def _fit(tmp_path, net, **kwargs):
     torch.manual_seed(0)
     module = Subspace(net, partial(torch.optim.SGD, lr=0.1), num_classes=3, **kwargs)
-    trainer = pl.Trainer(
-        max_epochs=1, limit_train_batches=3, accelerator="cpu", logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        default_root_dir=tmp_path, num_sanity_val_steps=0,
-    )  # fmt: skip
+    trainer = quiet_trainer(
+        tmp_path, max_epochs=1, limit_train_batches=3, accelerator="cpu", num_sanity_val_steps=0
+    )
     data = _Data()
     trainer.fit(module, datamodule=data)
     return module, trainer, data
