@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
-from torch.func import functional_call
 
 from lsuite.anchors.files import load_point
 from lsuite.errors import require
@@ -175,10 +174,7 @@ class PointCombination(LightningModule):
         self, coefficients: Tensor, inputs: Tensor, buffers: Params | None = None
     ) -> Tensor:
         """Return ``(B, C)`` logits of the network at a combination (with ``buffers`` if given)."""
-        params = self.params_at(coefficients)
-        if buffers is None:
-            return self._call(params, inputs)
-        return functional_call(self.net, {**buffers, **params}, (inputs,), strict=False)
+        return self._call(self.params_at(coefficients), inputs, buffers=buffers)
 
     def sample_coefficients(self) -> Tensor:
         """Return ``(M,)`` training coefficients drawn from `generator` (subclasses)."""

@@ -49,8 +49,13 @@ class ParameterBinding:
         names: the parameters to bind (first names of tied tensors), or None for all; the
             others keep their own tensors.
 
+    Given ``buffers`` (a subset of the network's buffers by name, e.g. recomputed BatchNorm
+    statistics), their slots are filled the same way for the call, as ``functional_call`` with
+    ``{**buffers, **params}`` and ``strict=False`` does.
+
     Attributes:
         slots: ``(owner._parameters, leaf, name)`` for every bound slot.
+        buffer_slots: ``(owner._buffers, leaf, name)`` for every buffer slot of the network.
     """
 
     def __init__(self, net: nn.Module, names: Sequence[str] | None = None) -> None:
@@ -62,16 +67,29 @@ class ParameterBinding:
             owner, _, leaf = name.rpartition(".")
             if first[id(p)] in wanted:
                 self.slots.append((net.get_submodule(owner)._parameters, leaf, first[id(p)]))
+        self.buffer_slots: list[tuple[dict[str, Any], str, str]] = []
+        for name, _ in net.named_buffers(remove_duplicate=False):
+            owner, _, leaf = name.rpartition(".")
+            self.buffer_slots.append((net.get_submodule(owner)._buffers, leaf, name))
 
-    def __call__(self, params: Mapping[str, Tensor], *args: Any) -> Any:
-        """Return ``net(*args)`` with ``params`` (one tensor per parameter name) in the slots."""
-        saved = [table[leaf] for table, leaf, _ in self.slots]
+    def __call__(
+        self, params: Mapping[str, Tensor], *args: Any, buffers: Mapping[str, Tensor] | None = None
+    ) -> Any:
+        """Return ``net(*args)`` with ``params`` (one tensor per parameter name) in the slots.
+
+        ``buffers``: tensors for some of the network's buffers during the call, or None.
+        """
+        slots, values = self.slots, params
+        if buffers:
+            slots = [*slots, *(slot for slot in self.buffer_slots if slot[2] in buffers)]
+            values = {**buffers, **params}
+        saved = [table[leaf] for table, leaf, _ in slots]
         try:
-            for table, leaf, name in self.slots:
-                table[leaf] = params[name]
+            for table, leaf, name in slots:
+                table[leaf] = values[name]
             return self.net(*args)
         finally:
-            for (table, leaf, _), value in zip(self.slots, saved, strict=True):
+            for (table, leaf, _), value in zip(slots, saved, strict=True):
                 table[leaf] = value
 
 

@@ -12,7 +12,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call
 from typing_extensions import override
 
 from lsuite.errors import ConfigError, require
@@ -204,9 +203,7 @@ class Subspace(Classifier):
         Returns:
             The logits.
         """
-        if buffers is None:
-            return self._call(params, inputs)
-        return functional_call(self.net, {**buffers, **params}, (inputs,), strict=False)
+        return self._call(params, inputs, buffers=buffers)
 
     def batch_norm_at(self, points: list[Tensor]) -> list[Params]:
         """Return the network's buffers with BatchNorm statistics recomputed at each point.

@@ -65,3 +65,20 @@ def test_binding_of_some_names_keeps_the_others():
     binding = ParameterBinding(net, list(some))
     assert [name for _, _, name in binding.slots] == list(some)
     assert torch.equal(binding(some, x), functional_call(net, some, (x,)))
+
+
+def test_binding_with_buffers_equals_functional_call_and_restores_them():
+    from batch_norm_net import BatchNormNet
+
+    torch.manual_seed(0)
+    net = BatchNormNet().eval()
+    params = {k: torch.randn_like(v) for k, v in net.named_parameters()}
+    buffers = {"norm.running_mean": torch.randn(6), "norm.running_var": torch.rand(6) + 0.5}
+    inputs = torch.randn(4, 5)
+    own = {k: v.clone() for k, v in net.named_buffers()}
+    got = ParameterBinding(net)(params, inputs, buffers=buffers)
+    want = functional_call(net, {**buffers, **params}, (inputs,), strict=False)
+    assert torch.equal(got, want)
+    assert not torch.equal(got, ParameterBinding(net)(params, inputs))  # the buffers were used
+    for name, value in net.named_buffers():
+        assert torch.equal(value, own[name]), name  # the network's own buffers are back
