@@ -7,14 +7,22 @@ Modules (the same network, data, batch size and optimizer, in one process):
 3. ``bezier``: `CurveModule`, a quadratic Bezier curve between two saved networks (H15's module);
 4. ``fastfood``: `RandomSubspace` with the Fastfood projection at ``--dim`` (1000 by default).
 
-An epoch is every batch of the training split through ``training_step``, ``backward`` and the
-optimizer step (SGD with momentum), without Lightning's loop, so the ratios show the modules' own
-cost. Repeats are interleaved (plain, line, bezier, fastfood, plain, ...) and the medians
-printed with their ratio to ``plain``, the time per step and the time per step over ``plain``.
-Targets (issue 13): line and bezier <= 1.3x, fastfood <= 2x.
+Two loops (``--loop``):
+
+- ``module`` (the default): every batch of the training split through ``training_step``,
+  ``backward`` and the optimizer step (SGD with momentum), without Lightning's loop and with
+  ``self.log`` a no-op, so the ratios show the modules' own cost (the stricter measure);
+- ``lightning``: one epoch of ``Trainer.fit`` per repeat, what ``lsuite-train`` runs (its
+  logging, hooks and optimizer closure; no logger, progress bar, checkpointing or validation),
+  timed from ``on_train_epoch_start`` to ``on_train_epoch_end``.
+
+Repeats are interleaved (plain, line, bezier, fastfood, plain, ...) and the medians printed with
+their ratio to ``plain``, the time per step and the time per step over ``plain``. Targets (issue
+13, "one training epoch"): line and bezier <= 1.3x, fastfood <= 2x.
 
 Usage: ``python scripts/bench_modules.py [--smoke] [--model mlp|cnn|resnet] [--data digits|mnist1d]
-[--repeats R] [--threads N] [--dim D] [--batch-size B] [--device cpu|cuda] [--clock wall|thread]``.
+[--repeats R] [--threads N] [--dim D] [--batch-size B] [--device cpu|cuda] [--clock wall|thread]
+[--loop module|lightning]``.
 ``--clock thread`` times the CPU time of the main thread (single-threaded CPU runs only), which
 other processes on a loaded machine barely disturb; ``wall`` (the default) is elapsed time.
 """
@@ -23,19 +31,23 @@ from __future__ import annotations
 
 import argparse
 import copy
+import logging
 import os
 import platform
 import statistics
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 import torch
-from lightning.pytorch import LightningModule
+from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
+from lsuite.config.console import quiet_known_noise
 from lsuite.model.classifier import Classifier
 from lsuite.model.random_subspace import RandomSubspace
 from lsuite.model.subspace import Subspace
@@ -69,7 +81,9 @@ def _network(model: str, shape: tuple[int, ...]) -> nn.Module:
     return ResNet(input_shape=shape, num_classes=10)
 
 
-def _modules(net: nn.Module, dim: int, folder: Path) -> dict[str, LightningModule]:
+def _modules(
+    net: nn.Module, dim: int, folder: Path, quiet_log: bool = True
+) -> dict[str, LightningModule]:
     optimizer = partial(torch.optim.SGD, lr=0.01, momentum=0.9)
     modules: dict[str, LightningModule] = {
         "plain": Classifier(copy.deepcopy(net), optimizer, 10),
@@ -93,8 +107,9 @@ def _modules(net: nn.Module, dim: int, folder: Path) -> dict[str, LightningModul
             copy.deepcopy(net), optimizer, 10, start=str(ends[0]), end=str(ends[1])
         )
     modules["fastfood"] = RandomSubspace(copy.deepcopy(net), optimizer, 10, dim=dim)
-    for module in modules.values():
-        module.log = lambda *args, **kwargs: None  # no Trainer: logging is not timed
+    if quiet_log:
+        for module in modules.values():
+            module.log = lambda *args, **kwargs: None  # no Trainer: logging is not timed
     return modules
 
 
@@ -115,6 +130,52 @@ def _epoch(module: LightningModule, batches: list, device: torch.device) -> Call
     return run
 
 
+class _EpochClock(Callback):
+    """Record the time of each training epoch (``on_train_epoch_start`` to ``_end``)."""
+
+    def __init__(
+        self, clock: Callable[[], float], times: list[float], device: torch.device
+    ) -> None:
+        self.clock, self.times, self.device = clock, times, device
+
+    def on_train_epoch_start(self, trainer: Trainer, module: LightningModule) -> None:
+        self.start = self.clock()
+
+    def on_train_epoch_end(self, trainer: Trainer, module: LightningModule) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        self.times.append(self.clock() - self.start)
+
+
+def _lightning_epoch(
+    module: LightningModule,
+    batches: list,
+    device: torch.device,
+    clock: Callable[[], float],
+    times: list[float],
+) -> Callable[[], None]:
+    """Return a function that runs one epoch of ``Trainer.fit`` and appends its time."""
+    data = TensorDataset(torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches]))
+    loader = DataLoader(data, batch_size=len(batches[0][0]))
+
+    def run() -> None:
+        trainer = Trainer(
+            max_epochs=1,
+            accelerator=device.type,
+            devices=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+            callbacks=[_EpochClock(clock, times, device)],
+        )
+        trainer.fit(module, train_dataloaders=loader)
+
+    return run
+
+
 def main() -> None:
     """Parse the options, time the epochs and print the medians and ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -127,6 +188,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--clock", choices=["wall", "thread"], default="wall")
+    parser.add_argument("--loop", choices=["module", "lightning"], default="module")
     args = parser.parse_args()
     if args.clock == "thread" and (args.threads != 1 or args.device != "cpu"):
         parser.error("--clock thread: only with --threads 1 --device cpu (one thread's CPU time)")
@@ -136,22 +198,36 @@ def main() -> None:
     batches, shape = _data(args.data, args.batch_size, args.smoke)
     torch.manual_seed(0)
     net = _network(args.model, shape)
+    lightning = args.loop == "lightning"
     with tempfile.TemporaryDirectory() as folder:
-        modules = _modules(net, args.dim, Path(folder))
-        runs = {name: _epoch(m.to(device), batches, device) for name, m in modules.items()}
+        modules = _modules(net, args.dim, Path(folder), quiet_log=not lightning)
+        times: dict[str, list[float]] = {name: [] for name in modules}
+        if lightning:
+            quiet_known_noise()
+            logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+            warnings.filterwarnings("ignore", message=".*(val_dataloader|num_workers).*")
+            runs = {
+                name: _lightning_epoch(m, batches, device, clock, times[name])
+                for name, m in modules.items()
+            }
+        else:
+            runs = {name: _epoch(m.to(device), batches, device) for name, m in modules.items()}
         for run in runs.values():  # warm-up
             run()
-        times: dict[str, list[float]] = {name: [] for name in runs}
+        for values in times.values():
+            values.clear()
         for _ in range(1 if args.smoke else args.repeats):
             for name, run in runs.items():
                 start = clock()
                 run()
-                times[name].append(clock() - start)
+                if not lightning:  # the Trainer's epoch clock appended its own time
+                    times[name].append(clock() - start)
     size = sum(p.numel() for p in net.parameters())
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     print(
         f"device: {device} ({where or platform.machine()}), torch {torch.__version__}, "
-        f"{args.threads} thread(s), {args.clock} clock, load average {os.getloadavg()[0]:.1f}"
+        f"{args.threads} thread(s), {args.clock} clock, {args.loop} loop, "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
     print(
         f"{args.model} on {args.data}: D = {size} parameters, {len(batches)} batches of "

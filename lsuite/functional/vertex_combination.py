@@ -11,6 +11,7 @@ gradient sum for the regulariser) has many more operations than the closed form.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,15 @@ class VertexEntry:
     stop: int
     shape: tuple[int, ...]
     group: int
+
+    @property
+    def stride(self) -> tuple[int, ...]:
+        """The strides of a contiguous tensor of `shape`."""
+        strides, size = [], 1
+        for n in reversed(self.shape):
+            strides.append(size)
+            size *= n
+        return tuple(reversed(strides))
 
 
 @dataclass(frozen=True)
@@ -72,9 +82,9 @@ def cosine_squared(points: Tensor, i: int, j: int) -> tuple[Tensor, Tensor]:
 
     `Subspace` passes the weights of its vertices' linear and convolutional layers (the tensors
     with two or more dimensions, flattened and concatenated), as Wortsman et al. regularise
-    their convolutions' weights. The gradient is the closed form, written straight into one
-    ``(K, P)`` tensor (autograd's row selections would each add a zero-filled copy of all
-    vertices).
+    their convolutions' weights. The gradient is the closed form, one ``(K, K) @ (K, P)``
+    product (`_PairCosine`), rather than autograd's row selections (each adds a zero-filled
+    copy of all vertices). A zero row has no angle: ``cos`` is then NaN.
 
     Args:
         points: ``(K, P)`` flattened vertices.
@@ -84,8 +94,7 @@ def cosine_squared(points: Tensor, i: int, j: int) -> tuple[Tensor, Tensor]:
     Returns:
         ``(cos^2, cos)``, 0-dim tensors.
     """
-    square, cosine, _ = _Cosine.apply(points, int(i), int(j))
-    return square, cosine
+    return _Cosine.apply(points, int(i), int(j))
 
 
 def combine_vertices(
@@ -107,8 +116,9 @@ def combine_vertices(
         other_vertices: ``(K, P - P_w)``, the second part.
         weights: ``(G, K)`` barycentric weights, in the vertices' dtype and device (not
             differentiated), or, for one point (``G = 1``), ``K`` Python floats: each part is
-            then ``K`` elementwise operations rather than a ``(K,) @ (K, P)`` product (slower
-            for small ``K`` on a CPU), equal to it to rounding.
+            then a few elementwise operations rather than a ``(K,) @ (K, P)`` product (slower
+            for small ``K`` on a CPU), equal to it to rounding. Two floats summing to 1 (to
+            1e-12) are taken as ``(1 - w_1, w_1)``: the point is one ``torch.lerp``.
         layout: where each tensor lies.
         pair: two vertices whose weight rows' cosine is returned too, or None.
 
@@ -127,72 +137,104 @@ def combine_vertices(
                 f"weights: got {len(weights)} floats; expected one per vertex "
                 f"({weight_vertices.shape[0]}) and a layout of one group ({layout.num_groups})"
             )
+        if len(weights) == 2 and abs(weights[0] + weights[1] - 1) <= 1e-12:
+            weights = (1 - weights[1], weights[1])  # what torch.lerp computes
     outputs = _Combination.apply(weight_vertices, other_vertices, weights, layout, *pair_args)
     count = len(layout.names)
     params = dict(zip(layout.names, outputs[:count], strict=True))
     return params, (None if pair is None else (outputs[count], outputs[count + 1]))
 
 
-def _cosine_forward(points: Tensor, i: int, j: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Return ``cos^2``, ``cos`` and the 4 coefficients of the gradient's matrix ``S / s``."""
-    u, v = points[i], points[j]
-    # three dot products: a (K, P) @ (P, K) Gram product is ~20x slower on a CPU for K = 2
-    ab, aa, bb = u @ v, u @ u, v @ v
-    inverse_norms = torch.rsqrt(aa * bb)
-    cosine = ab * inverse_norms
-    # the entries (i, i), (i, j), (j, i), (j, j) of S / s
-    coefficients = torch.stack([-cosine / aa, inverse_norms, inverse_norms, -cosine / bb])
-    return cosine * cosine, cosine, coefficients
+class _PairCosine:
+    """The cosine of two rows of ``(K, P)`` points and the matrix of its gradient.
 
+    With ``G = V V^T`` and ``c = G_ij / sqrt(G_ii G_jj)``, the gradient of a function of ``c``
+    is ``S V`` for the ``(K, K)`` matrix ``S`` that is zero but for ``S_ii = -s c / G_ii``,
+    ``S_ij = S_ji = s / sqrt(G_ii G_jj)`` and ``S_jj = -s c / G_jj`` (``s``: the function's
+    derivative in ``c``). On a CPU the scalars are Python floats (reading them costs nothing
+    there, and a tensor operation on a 0-dim tensor costs a few microseconds); on other devices
+    0-dim tensors, so that no step waits for the device.
 
-def _add_cosine_gradient(
-    out: Tensor,
-    points: Tensor,
-    pair: tuple[int, int],
-    cosine: Tensor,
-    coefficients: Tensor,
-    grad_square: Tensor | None,
-    grad_cosine: Tensor | None,
-) -> None:
-    """Add the ``(K, P)`` gradient ``S @ points`` of a function of ``(cos^2, cos)`` to ``out``.
-
-    With ``G = V V^T`` and ``c = G_ij / sqrt(G_ii G_jj)``, the gradient of a function of ``c`` is
-    ``S V`` for the ``(K, K)`` matrix ``S`` that is zero but for ``S_ii = -s c / G_ii``,
-    ``S_ij = S_ji = s / sqrt(G_ii G_jj)`` and ``S_jj = -s c / G_jj`` (``s``: its derivative in
-    ``c``): only rows ``i`` and ``j`` change, each by two scaled vertices (four elementwise
-    operations, not autograd's chain of row selections, nor a slow ``(K, K) @ (K, P)`` product).
+    Args:
+        points: ``(K, P)`` rows.
+        i: one row.
+        j: another row.
     """
-    zero = torch.zeros_like(cosine)
-    grad_square = zero if grad_square is None else grad_square
-    grad_cosine = zero if grad_cosine is None else grad_cosine
-    scale = torch.addcmul(grad_cosine, cosine, grad_square, value=2)
-    s_ii, s_ij, s_ji, s_jj = (scale * coefficients).unbind()
-    (i, j), u, v = pair, points[pair[0]], points[pair[1]]
-    out[i].addcmul_(u, s_ii).addcmul_(v, s_ij)
-    out[j].addcmul_(u, s_ji).addcmul_(v, s_jj)
+
+    def __init__(self, points: Tensor, i: int, j: int) -> None:
+        self.pair = (i, j)
+        self.num_rows = points.shape[0]
+        rows, (a, b) = (points, (i, j)) if self.num_rows == 2 else (points[[i, j]], (0, 1))
+        gram = rows @ rows.T  # (2, 2): one product reads both rows once
+        self.on_host = scalars_on_host(points.device)
+        if self.on_host:
+            values = gram.tolist()
+            aa, ab, bb = values[a][a], values[a][b], values[b][b]
+            if aa > 0 and bb > 0:
+                inverse_norms = (aa * bb) ** -0.5
+                self.cosine = ab * inverse_norms
+                # the entries (i, i), (i, j) = (j, i) and (j, j) of S / s
+                self.coefficients = (-self.cosine / aa, inverse_norms, -self.cosine / bb)
+            else:  # a zero row has no angle
+                self.cosine, self.coefficients = math.nan, (math.nan,) * 3
+            return
+        aa, ab, bb = gram[a, a], gram[a, b], gram[b, b]
+        inverse_norms = torch.rsqrt(aa * bb)
+        self.cosine = ab * inverse_norms
+        self.coefficients = (-self.cosine / aa, inverse_norms, -self.cosine / bb)
+
+    def outputs(self, like: Tensor) -> tuple[Tensor, Tensor]:
+        """Return ``(cos^2, cos)``, 0-dim tensors of ``like``'s dtype and device."""
+        c = self.cosine
+        if not self.on_host:  # copies: the outputs must not be held by the node's context
+            return c * c, c.clone()
+        return (
+            torch.scalar_tensor(c * c, dtype=like.dtype, device=like.device),
+            torch.scalar_tensor(c, dtype=like.dtype, device=like.device),
+        )
+
+    def gradient_matrix(
+        self, grad_square: Tensor | None, grad_cosine: Tensor | None, like: Tensor
+    ) -> Tensor:
+        """Return the ``(K, K)`` matrix ``S`` for the gradients of ``cos^2`` and ``cos``."""
+        (i, j), k = self.pair, self.num_rows
+        if self.on_host:
+            s = 0.0 if grad_cosine is None else grad_cosine.item()
+            if grad_square is not None:
+                s += 2 * self.cosine * grad_square.item()
+            rows = [[0.0] * k for _ in range(k)]
+            c_ii, c_ij, c_jj = (s * c for c in self.coefficients)
+            rows[i][i], rows[i][j], rows[j][i], rows[j][j] = c_ii, c_ij, c_ij, c_jj
+            return torch.tensor(rows, dtype=like.dtype, device=like.device)
+        s = torch.zeros_like(self.cosine) if grad_cosine is None else grad_cosine
+        if grad_square is not None:
+            s = torch.addcmul(s, self.cosine, grad_square, value=2)
+        c_ii, c_ij, c_jj = (s * c for c in self.coefficients)
+        matrix = like.new_zeros(k, k)
+        matrix[i, i], matrix[i, j], matrix[j, i], matrix[j, j] = c_ii, c_ij, c_ij, c_jj
+        return matrix
+
+
+def scalars_on_host(device: torch.device) -> bool:
+    """Whether the cosine's scalars are Python floats for vertices on ``device`` (a CPU)."""
+    return device.type == "cpu"
 
 
 class _Cosine(torch.autograd.Function):
-    """``(cos^2, cos)`` of two rows of a matrix, in few operations (see `_add_cosine_gradient`)."""
+    """``(cos^2, cos)`` of two rows of a matrix, in few operations (`_PairCosine`)."""
 
     @staticmethod
-    def forward(points: Tensor, i: int, j: int) -> tuple[Tensor, Tensor, Tensor]:
-        return _cosine_forward(points, i, j)
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
-        points, i, j = inputs
-        ctx.pair = (i, j)
-        ctx.mark_non_differentiable(output[2])
-        ctx.save_for_backward(points, output[1], output[2])
+    def forward(ctx: Any, points: Tensor, i: int, j: int) -> tuple[Tensor, Tensor]:
+        ctx.cosine = _PairCosine(points, i, j)
+        ctx.save_for_backward(points)
+        return ctx.cosine.outputs(points)
 
     @staticmethod
     @once_differentiable  # no second derivatives (nothing in lsuite takes them of the loss)
-    def backward(ctx: Any, grad_square: Tensor, grad_cosine: Tensor, _: Tensor) -> tuple:
-        points, cosine, coefficients = ctx.saved_tensors
-        grad = torch.zeros_like(points)
-        _add_cosine_gradient(grad, points, ctx.pair, cosine, coefficients, grad_square, grad_cosine)
-        return grad, None, None
+    def backward(ctx: Any, grad_square: Tensor | None, grad_cosine: Tensor | None) -> tuple:
+        (points,) = ctx.saved_tensors
+        matrix = ctx.cosine.gradient_matrix(grad_square, grad_cosine, points)
+        return matrix @ points, None, None
 
 
 class _Combination(torch.autograd.Function):
@@ -209,69 +251,87 @@ class _Combination(torch.autograd.Function):
         j: int,
     ) -> tuple[Tensor, ...]:
         outputs: list[Tensor] = []
-        floats = not isinstance(weights, Tensor)
-        row = weights if floats else weights[0]
-        for part, entries, sizes in zip(
-            (weight_vertices, other_vertices), layout.parts, layout.sizes, strict=True
-        ):
+        for part, entries in zip((weight_vertices, other_vertices), layout.parts, strict=True):
             if not entries:
                 continue
             if layout.num_groups == 1:
-                # (K,) @ (K, P_part): the product autograd's expression computes, then views
-                flat = add_rows(part, row) if floats else row @ part
-                chunks = flat.split_with_sizes(sizes)
-                outputs.extend(c.view(e.shape) for c, e in zip(chunks, entries, strict=True))
+                flat = _point(part, weights)
+                outputs.extend(flat.as_strided(e.shape, e.stride, e.start) for e in entries)
             else:
                 outputs.extend(
                     (weights[e.group] @ part[:, e.start : e.stop]).view(e.shape) for e in entries
                 )
-        ctx.layout, ctx.pair = layout, (i, j)
+        ctx.layout, ctx.weights = layout, weights
         ctx.set_materialize_grads(False)
-        ctx.weights = weights if floats else None
-        saved = (weight_vertices,) if floats else (weights,)  # a placeholder for float weights
-        if i < 0:
-            ctx.save_for_backward(*saved)
+        ctx.cosine = None if i < 0 else _PairCosine(weight_vertices, i, j)
+        if ctx.cosine is None:
             return tuple(outputs)
-        square, cosine, coefficients = _cosine_forward(weight_vertices, i, j)
-        ctx.save_for_backward(*saved, weight_vertices, cosine, coefficients)
-        return (*outputs, square, cosine)
+        ctx.save_for_backward(weight_vertices)
+        return (*outputs, *ctx.cosine.outputs(weight_vertices))
 
     @staticmethod
     @once_differentiable  # no second derivatives (nothing in lsuite takes them of the loss)
     def backward(ctx: Any, *grads: Tensor | None) -> tuple:
         layout: VertexLayout = ctx.layout
-        weights = ctx.saved_tensors[0]
-        if ctx.weights is not None:
-            weights = torch.tensor(ctx.weights, dtype=weights.dtype, device=weights.device)
-            weights = weights.unsqueeze(0)  # (1, K)
-        grad_parts: list[Tensor] = []
-        offset = 0
-        column = weights.unsqueeze(2)  # (G, K, 1)
-        for entries in layout.parts:
-            part = [
-                torch.zeros(e.shape, dtype=weights.dtype, device=weights.device) if g is None else g
-                for g, e in zip(grads[offset : offset + len(entries)], entries, strict=True)
-            ]
-            offset += len(entries)
-            grad_parts.append(_outer(column, part, entries, layout.num_groups))
-        if ctx.pair[0] >= 0 and (grads[offset] is not None or grads[offset + 1] is not None):
-            _, points, cosine, coefficients = ctx.saved_tensors
-            square, cos = grads[offset], grads[offset + 1]
-            # grad_parts[0] is a fresh product or concatenation: added to in place
-            _add_cosine_gradient(grad_parts[0], points, ctx.pair, cosine, coefficients, square, cos)
-        return grad_parts[0], grad_parts[1], None, None, None, None
+        present = next((g for g in grads if g is not None), None)
+        if present is None:
+            return None, None, None, None, None, None
+        weights = ctx.weights
+        if not isinstance(weights, Tensor):
+            weights = torch.tensor([weights], dtype=present.dtype, device=present.device)
+        count = len(layout.parts[0])
+        cosine_grads = grads[len(layout.names) :]
+        start = None
+        if ctx.cosine is not None and any(g is not None for g in cosine_grads):
+            (points,) = ctx.saved_tensors
+            start = ctx.cosine.gradient_matrix(*cosine_grads, points) @ points
+        first = _add_outer(start, weights, grads[:count], layout.parts[0], present)
+        second = _add_outer(
+            None, weights, grads[count : len(layout.names)], layout.parts[1], present
+        )
+        return first, second, None, None, None, None
 
 
-def _outer(
-    column: Tensor, grads: Sequence[Tensor], entries: Sequence[VertexEntry], num_groups: int
+def _point(part: Tensor, weights: Tensor | tuple[float, ...]) -> Tensor:
+    """Return the ``(P_part,)`` point ``weights @ part`` of one point's ``(1, K)`` or floats."""
+    if isinstance(weights, Tensor):
+        return weights[0] @ part
+    if len(weights) == 2 and weights[0] == 1 - weights[1]:
+        return torch.lerp(part[0], part[1], weights[1])  # one pass over both rows
+    return add_rows(part, weights)
+
+
+def _add_outer(
+    out: Tensor | None,
+    weights: Tensor,
+    grads: Sequence[Tensor | None],
+    entries: Sequence[VertexEntry],
+    like: Tensor,
 ) -> Tensor:
-    """Return the ``(K, P_part)`` gradient of one part: weight columns times tensor gradients.
+    """Return ``out`` (or zeros) plus the weights' outer product with the tensors' gradients.
 
-    ``column`` is ``(G, K, 1)``; each tensor's gradient is multiplied by its group's column.
+    Args:
+        out: ``(K, P_part)`` to add to in place (a fresh product), or None.
+        weights: ``(G, K)`` combination weights; tensor ``e`` uses row ``e.group``.
+        grads: each tensor's gradient (None: zero).
+        entries: where each tensor lies in the part's columns.
+        like: a gradient, for the dtype and device.
+
+    Returns:
+        The ``(K, P_part)`` gradient of the part.
     """
-    if not entries:
-        return column.new_zeros(column.shape[1], 0)
-    if num_groups == 1:
-        return column[0] * torch.cat([g.reshape(-1) for g in grads])
-    columns = [column[e.group] * g.reshape(-1) for g, e in zip(grads, entries, strict=True)]
-    return torch.cat(columns, dim=1)
+    if weights.shape[0] == 1:  # one point: the tensors' gradients in one row, one product
+        flat = torch.cat(
+            [
+                like.new_zeros(e.stop - e.start) if g is None else g.reshape(-1)
+                for g, e in zip(grads, entries, strict=True)
+            ]
+            or [like.new_zeros(0)]
+        )
+        return torch.outer(weights[0], flat) if out is None else out.addr_(weights[0], flat)
+    size = entries[-1].stop if entries else 0
+    out = like.new_zeros(weights.shape[1], size) if out is None else out
+    for g, e in zip(grads, entries, strict=True):
+        if g is not None:
+            out[:, e.start : e.stop].addr_(weights[e.group], g.reshape(-1))
+    return out

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from lsuite.functional import vertex_combination
 from lsuite.functional.vertex_combination import (
     VertexEntry,
     VertexLayout,
@@ -142,3 +143,26 @@ def test_cosine_squared_gradcheck():
     points = torch.randn(3, 7, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda p: cosine_squared(p, 0, 2), (points,))
     assert torch.autograd.gradcheck(lambda p: cosine_squared(p[:2], 0, 1), (points,))
+
+
+def test_device_scalar_path_equals_host_path(monkeypatch):
+    """Off a CPU the cosine's scalars stay 0-dim tensors: the same values and gradients."""
+    layout, weights = _layout(1), torch.tensor([[0.2, 0.3, 0.5]], dtype=torch.float64)
+    results = []
+    for on_host in (True, False):
+        monkeypatch.setattr(vertex_combination, "scalars_on_host", lambda device, v=on_host: v)
+        w, o = _vertices(3, seed=3)
+        params, (square, cosine) = combine_vertices(w, o, weights, layout, (2, 0))
+        single_square, single_cosine = cosine_squared(w, 1, 2)
+        total = sum(p.sum() for p in params.values()) + 3 * square - cosine
+        (total + single_square + 2 * single_cosine).backward()
+        results.append((square, cosine, single_square, single_cosine, w.grad, o.grad))
+    for host, device in zip(*results, strict=True):
+        torch.testing.assert_close(device, host, rtol=1e-14, atol=1e-15)
+
+
+def test_zero_vertex_has_no_angle():
+    points = torch.zeros(2, 4, dtype=torch.float64)
+    points[1, 0] = 1.0
+    square, cosine = cosine_squared(points, 0, 1)
+    assert torch.isnan(square) and torch.isnan(cosine)
