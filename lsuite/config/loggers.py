@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 log = logging.getLogger("lsuite")
+say = rank_zero_only(log.info)  # once per run, not once per DDP process
 
 _RUN_DIR = re.compile(r"^(?:offline-)?run-\d{8}_\d{6}-(?P<id>[A-Za-z0-9]+)$")
 """wandb's directory of one run under ``<save_dir>/wandb/``: ``[offline-]run-<time>-<id>``."""
@@ -62,7 +64,7 @@ def continue_wandb_runs(loggers: Sequence[Logger]) -> None:
         )
         if earlier:
             init["id"] = logger._id = earlier[-1][1]
-            log.info("resume: wandb continues run %s", init["id"])
+            say("resume: wandb continues run %s", init["id"])
 
 
 __all__ = ["continue_wandb_runs", "wandb_logger"]

@@ -9,11 +9,13 @@ from pathlib import Path
 
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
 from lsuite.errors import ConfigError
 
 log = logging.getLogger("lsuite")
+say = rank_zero_only(log.info)  # once per run, not once per DDP process
 
 KEY = "resume"
 LAST = "last.ckpt"
@@ -45,16 +47,16 @@ def resume_checkpoint(cfg: DictConfig, trainer: Trainer) -> str | None:
     if value == "auto":
         for candidate in _own_last_checkpoints(cfg, trainer):
             if candidate.is_file():
-                log.info("resume=auto: continuing from %s", candidate)
+                say("resume=auto: continuing from %s", candidate)
                 return str(candidate)
-        log.info(
+        say(
             "resume=auto: no checkpoint in %s; starting fresh (the run directory must be the "
             "same as the interrupted run's, e.g. hydra.run.dir=...)",
             Path(cfg.run_dir) / "checkpoints",
         )
         return None
     checkpoint = checkpoint_of(value)
-    log.info("resume: continuing from %s", checkpoint)
+    say("resume: continuing from %s", checkpoint)
     return str(checkpoint)
 
 

@@ -169,3 +169,17 @@ def test_bad_hinge_values_stop_with_one_line(args, pattern, tmp_path):
     assert len(errors) == 1, result.stderr[-3000:]
     assert pattern in errors[0], errors[0]
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.ddp
+def test_resume_auto_under_ddp_continues_once(tmp_path):
+    """Two processes: the resumed run continues the CSV log and says so once, not per rank."""
+    run_dir = tmp_path / "run"
+    args = [*TINY, "trainer=ddp_cpu", "test=false", f"hydra.run.dir={run_dir}"]
+    first = run_cli([*args, "trainer.max_epochs=1"], tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    resumed = run_cli([*args, "trainer.max_epochs=2", "resume=auto"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (resumed.stdout + resumed.stderr).count("resume=auto: continuing from") == 1
+    assert weights(run_dir / "checkpoints" / "last.ckpt")[1] == 6  # 3 steps per rank and epoch
+    assert {r["epoch"] for r in csv_rows(run_dir) if r.get("train/loss_epoch")} == {"0", "1"}
