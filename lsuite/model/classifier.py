@@ -14,8 +14,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from torchmetrics.classification import MulticlassAccuracy
 
 from lsuite.errors import require
-from lsuite.optim.entropy_sgd import EntropySGD
-from lsuite.optim.sam import SAM
+from lsuite.optim.closure_optimizer import ClosureOptimizer
 
 OptimizerFactory = Callable[..., Optimizer]
 """``factory(params) -> Optimizer``, e.g. a Hydra partial of ``torch.optim.SGD``."""
@@ -126,17 +125,17 @@ class Classifier(LightningModule):
     def configure_optimizers(self) -> Any:
         """Build the optimizer and, when configured, a per-step learning-rate scheduler.
 
-        A `SAM` optimizer is connected to this module: its second pass leaves BatchNorm
-        statistics as the first pass set them, and under DDP its first backward skips the
-        all-reduce when ``perturbation="local"`` (through the strategy's
-        ``block_backward_sync``). An `EntropySGD` optimizer is connected too: its Langevin steps
-        after the first leave BatchNorm statistics as the first set them.
+        A closure optimizer (`lsuite.optim.closure_optimizer.ClosureOptimizer`: `SAM`,
+        `EntropySGD`) is connected to this module: SAM's second pass and Entropy-SGD's Langevin
+        steps after the first leave BatchNorm statistics as the first pass set them, and under
+        DDP SAM's first backward skips the all-reduce when ``perturbation="local"`` (through the
+        strategy's ``block_backward_sync``).
 
         Returns:
             The optimizer, or a dict with the optimizer and its step-interval scheduler.
         """
         optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
-        if isinstance(optimizer, (SAM, EntropySGD)):
+        if isinstance(optimizer, ClosureOptimizer):
             strategy = self._trainer.strategy if self._trainer is not None else None
             optimizer.connect(self, no_sync=getattr(strategy, "block_backward_sync", None))
         if self.scheduler_factory is None:

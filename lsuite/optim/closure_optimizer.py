@@ -108,8 +108,8 @@ class ClosureOptimizer(Optimizer):
     ``param_groups``, ``state`` and ``defaults`` are the base optimizer's own objects, so a
     learning-rate scheduler built on the wrapper schedules the base learning rate, and the state
     dict holds the base optimizer's state (momentum buffers...). Subclasses implement ``step``
-    and ``connect``, set `requirements`, and list in `_transient` every attribute that
-    ``connect`` sets (not pickled, None after unpickling).
+    (and ``connect``, when they keep more than the module), set `requirements`, and list in
+    `_transient` every attribute that ``connect`` sets (not pickled, None after unpickling).
 
     Args:
         params: the parameters or parameter groups to optimise.
@@ -157,6 +157,23 @@ class ClosureOptimizer(Optimizer):
         self.in_second_pass = False
         for name in self._transient:
             setattr(self, name, None)
+
+    def connect(
+        self,
+        module: nn.Module | None = None,
+        no_sync: Callable[[], AbstractContextManager[Any]] | None = None,
+    ) -> None:
+        """Tell the optimizer which module it trains (what `lsuite.model.Classifier` does).
+
+        Args:
+            module: the network; its normalisation layers keep their running statistics while
+                the closure runs at moved weights (`_statistics_frozen`). None: every call of
+                the closure updates them.
+            no_sync: a context factory under which backward does not all-reduce (Lightning's
+                ``trainer.strategy.block_backward_sync``); unused here, see `SAM.connect`.
+        """
+        del no_sync
+        self._module = module
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.optim import Optimizer
 from typing_extensions import override
 
@@ -170,16 +170,6 @@ class EntropySGD(ClosureOptimizer):
         first = next((p for group in self.param_groups for p in group["params"]), None)
         device = first.device if first is not None else torch.device("cpu")
         self.generator = torch.Generator(device=device).manual_seed(self.seed)
-
-    def connect(self, module: nn.Module | None = None, **_: Any) -> None:
-        """Tell Entropy-SGD which module it trains, for its BatchNorm statistics.
-
-        Args:
-            module: the network; its normalisation layers keep the running statistics of the
-                first Langevin step (see `bn_frozen`). None: every step updates them.
-            **_: ignored (accepts `SAM.connect`'s ``no_sync``: every closure all-reduces here).
-        """
-        self._module = module
 
     def scope(self) -> float:
         """Return the scope ``gamma_t = gamma * (1 + scoping) ** t`` of the next step."""

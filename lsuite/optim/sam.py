@@ -132,6 +132,7 @@ class SAM(ClosureOptimizer):
         self.eps = float(eps)
         self.perturbation: Perturbation = perturbation
 
+    @override
     def connect(
         self,
         module: nn.Module | None = None,
