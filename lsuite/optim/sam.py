@@ -147,7 +147,7 @@ class SAM(ClosureOptimizer):
                 module's ``no_sync`` or Lightning's ``trainer.strategy.block_backward_sync``;
                 used for the first pass when ``perturbation="local"``.
         """
-        self._module = module
+        super().connect(module)
         self._no_sync = no_sync
 
     @override
