@@ -261,12 +261,15 @@ class _Combination(torch.autograd.Function):
                 outputs.extend(
                     (weights[e.group] @ part[:, e.start : e.stop]).view(e.shape) for e in entries
                 )
-        ctx.layout, ctx.weights = layout, weights
+        ctx.layout = layout
         ctx.set_materialize_grads(False)
+        # float weights travel as floats; tensors (and the vertices) saved with version checks
+        ctx.weights = None if isinstance(weights, Tensor) else weights
         ctx.cosine = None if i < 0 else _PairCosine(weight_vertices, i, j)
+        saved_weights = weights if isinstance(weights, Tensor) else None
+        ctx.save_for_backward(saved_weights, None if ctx.cosine is None else weight_vertices)
         if ctx.cosine is None:
             return tuple(outputs)
-        ctx.save_for_backward(weight_vertices)
         return (*outputs, *ctx.cosine.outputs(weight_vertices))
 
     @staticmethod
@@ -276,14 +279,13 @@ class _Combination(torch.autograd.Function):
         present = next((g for g in grads if g is not None), None)
         if present is None:
             return None, None, None, None, None, None
-        weights = ctx.weights
-        if not isinstance(weights, Tensor):
-            weights = torch.tensor([weights], dtype=present.dtype, device=present.device)
+        weights, points = ctx.saved_tensors
+        if ctx.weights is not None:
+            weights = torch.tensor([ctx.weights], dtype=present.dtype, device=present.device)
         count = len(layout.parts[0])
         cosine_grads = grads[len(layout.names) :]
         start = None
         if ctx.cosine is not None and any(g is not None for g in cosine_grads):
-            (points,) = ctx.saved_tensors
             start = ctx.cosine.gradient_matrix(*cosine_grads, points) @ points
         first = _add_outer(start, weights, grads[:count], layout.parts[0], present)
         second = _add_outer(
