@@ -27,7 +27,6 @@ from pathlib import Path
 
 FIGURE = Path(__file__).resolve().parent / "figures" / "subspace_line.png"
 MODULES = ("classifier", "subspace")
-EVALUATION_FILE = "subspace.json"  # lsuite.model.subspace.EVALUATION_FILE
 
 
 @dataclass
@@ -63,6 +62,8 @@ def read_line(run_dir: Path) -> tuple[list[float], list[float]]:
     Raises:
         SystemExit: when the file is missing or the run trained a simplex, not a line.
     """
+    from lsuite.model.subspace_evaluation import EVALUATION_FILE
+
     path = run_dir / EVALUATION_FILE
     if not path.is_file():
         raise SystemExit(f"{path}: missing; expected the evaluation a module=subspace run writes")

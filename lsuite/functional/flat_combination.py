@@ -77,6 +77,30 @@ def add_rows(rows: Tensor, weights: Sequence[float], offset: Tensor | None = Non
     return flat
 
 
+def join_gradients(grads: Sequence[Tensor | None], sizes: Sequence[int]) -> Tensor | None:
+    """Return the ``(P,)`` concatenation of a node's parameter gradients (None: zeros).
+
+    The backward of a node whose outputs are views of one flat point (``None`` for an output
+    that received no gradient, with ``ctx.set_materialize_grads(False)``).
+
+    Args:
+        grads: one gradient per tensor, or None.
+        sizes: each tensor's number of entries.
+
+    Returns:
+        The flat gradient, or None when every gradient is None.
+    """
+    present = next((g for g in grads if g is not None), None)
+    if present is None:
+        return None
+    return torch.cat(
+        [
+            present.new_zeros(n) if g is None else g.reshape(-1)
+            for g, n in zip(grads, sizes, strict=True)
+        ]
+    )
+
+
 class _RowCombination(torch.autograd.Function):
     """``offset + weights @ rows``, split into parameter tensors, as one graph node."""
 
@@ -97,15 +121,9 @@ class _RowCombination(torch.autograd.Function):
     @staticmethod
     @once_differentiable  # no second derivatives (nothing in lsuite takes them of the loss)
     def backward(ctx: Any, *grads: Tensor | None) -> tuple:
-        present = next((g for g in grads if g is not None), None)
-        if present is None:
+        flat = join_gradients(grads, [s.numel() for s in ctx.shapes])
+        if flat is None:
             return None, None, None, None
-        flat = torch.cat(
-            [
-                present.new_zeros(s.numel()) if g is None else g.reshape(-1)
-                for g, s in zip(grads, ctx.shapes, strict=True)
-            ]
-        )
         if len(ctx.weights) == 1:
             grad = (flat * ctx.weights[0]).unsqueeze(0)
         else:

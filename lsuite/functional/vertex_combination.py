@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from lsuite.functional.flat_combination import add_rows
+from lsuite.functional.flat_combination import add_rows, join_gradients
 from lsuite.functional.params import Params
 
 
@@ -323,13 +323,9 @@ def _add_outer(
         The ``(K, P_part)`` gradient of the part.
     """
     if weights.shape[0] == 1:  # one point: the tensors' gradients in one row, one product
-        flat = torch.cat(
-            [
-                like.new_zeros(e.stop - e.start) if g is None else g.reshape(-1)
-                for g, e in zip(grads, entries, strict=True)
-            ]
-            or [like.new_zeros(0)]
-        )
+        flat = join_gradients(grads, [e.stop - e.start for e in entries])
+        if flat is None:  # no tensor in the part, or none received a gradient
+            flat = like.new_zeros(entries[-1].stop if entries else 0)
         return torch.outer(weights[0], flat) if out is None else out.addr_(weights[0], flat)
     size = entries[-1].stop if entries else 0
     out = like.new_zeros(weights.shape[1], size) if out is None else out

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from typing_extensions import override
 
 from lsuite.errors import require
+from lsuite.functional.flat_combination import join_gradients
 from lsuite.functional.params import Params
 from lsuite.functional.random_projection import KINDS, Kind, RandomProjection
 from lsuite.model.classifier import Classifier, OptimizerFactory, SchedulerFactory
@@ -157,7 +158,7 @@ class _Point(torch.autograd.Function):
         shapes: tuple[torch.Size, ...],
         sizes: tuple[int, ...],
     ) -> tuple[Tensor, ...]:
-        ctx.projection, ctx.shapes = projection, shapes
+        ctx.projection, ctx.sizes = projection, sizes
         ctx.set_materialize_grads(False)
         # autograd is off in here: P z without Fastfood's own node, w0 added to the fresh
         # tensor in place (one (D,) tensor fewer per step) unless it promotes the dtype
@@ -168,12 +169,8 @@ class _Point(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, *grads: Tensor | None) -> tuple:
-        like = next(g for g in grads if g is not None)
-        flat = torch.cat(
-            [
-                like.new_zeros(shape).reshape(-1) if g is None else g.reshape(-1)
-                for g, shape in zip(grads, ctx.shapes, strict=True)
-            ]
-        )
+        flat = join_gradients(grads, ctx.sizes)
+        if flat is None:
+            return None, None, None, None, None
         # create_graph: the gradient must be differentiable again (through Fastfood's node)
         return ctx.projection.transpose(flat, node=torch.is_grad_enabled()), None, None, None, None
