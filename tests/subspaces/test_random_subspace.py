@@ -11,7 +11,7 @@ from torch.func import functional_call
 from lsuite.errors import ConfigError
 from lsuite.model.classifier import Classifier
 from lsuite.model.mlp import MLP
-from lsuite.model.random_subspace import RandomSubspace
+from lsuite.model.random_subspace import RandomSubspace, _Point
 
 
 def _net():
@@ -162,3 +162,16 @@ def test_cached_initial_weights_follow_a_load():
     module.load_state_dict(state)
     _, second = module.initial_weights()
     torch.testing.assert_close(second, first + 1)
+
+
+@pytest.mark.parametrize("kind", ["dense", "fastfood"])
+def test_point_node_passes_gradcheck_with_outputs_left_without_gradient(kind):
+    """Finite differences of the one-node ``w0 + P z``, also when some outputs get no gradient."""
+    module = RandomSubspace(_net(), partial(torch.optim.SGD, lr=0.1), 3, dim=5, projection=kind)
+    _, flat_w0 = module.initial_weights()
+
+    def point(z):
+        return _Point.apply(z, flat_w0, module.projection, module._shapes, module._sizes)
+
+    z = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(point, (z,), check_undefined_grad=True)
